@@ -1,0 +1,105 @@
+"""Timing that does not know which engine it times, and the records it writes.
+
+Rules (see README, "How bertg4 measures"): inputs are staged on the device before
+the clock starts; warm-up iterations are excluded; each timed iteration ends with
+the predictor's own ``synchronize()`` (``torch.cuda.synchronize`` for PyTorch), so
+a latency is the wall time of one whole batch; throughput is sequences over the
+summed timed wall time.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from .text import Batch, check_batch_size
+
+
+def measure(predictor, batch: Batch, batch_size: int, warmup: int = 3, iters: int = 20,
+            max_seconds: float | None = None, progress: bool = False) -> dict:
+    """Time ``iters`` batches of ``batch_size`` rows drawn in turn from ``batch``.
+
+    Returns per-batch latency statistics in milliseconds, per-sequence latency,
+    sequences/s and achieved TFLOP/s (FLOPs from the model configuration).
+    ``max_seconds`` stops the timed loop early (at least one iteration runs).
+    """
+    check_batch_size(batch_size)
+    if iters < 1 or warmup < 0:
+        raise ValueError(f"need iters >= 1 and warmup >= 0, got iters={iters}, warmup={warmup}")
+    rows = batch.repeat_to(max(batch_size, len(batch)))
+    n_distinct = max(1, len(rows) // batch_size)
+    staged = [predictor.prepare(rows[i * batch_size:(i + 1) * batch_size]) for i in range(n_distinct)]
+    predictor.synchronize()
+    for i in range(warmup):
+        predictor.run(staged[i % n_distinct])
+    predictor.synchronize()
+    times = []
+    loop = range(iters)
+    if progress:
+        from tqdm.auto import tqdm
+        loop = tqdm(loop, desc=f"timing batch {batch_size}", unit="batch", leave=False)
+    start = time.perf_counter()
+    for i in loop:
+        t0 = time.perf_counter()
+        predictor.run(staged[i % n_distinct])
+        predictor.synchronize()
+        times.append(time.perf_counter() - t0)
+        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            break
+    ms = np.asarray(times) * 1e3
+    seq_per_s = batch_size * len(times) / float(np.sum(times))
+    flops = predictor.config.flops_per_sequence(batch.seq_len)
+    return {
+        "batch_size": batch_size, "seq_length": batch.seq_len, "warmup": warmup,
+        "iterations": len(times),
+        "latency_ms_mean": float(ms.mean()), "latency_ms_p50": float(np.percentile(ms, 50)),
+        "latency_ms_p90": float(np.percentile(ms, 90)), "latency_ms_p99": float(np.percentile(ms, 99)),
+        "latency_ms_min": float(ms.min()), "latency_ms_std": float(ms.std()),
+        "latency_ms_per_sequence": float(ms.mean() / batch_size),
+        "sequences_per_s": seq_per_s, "tflops_achieved": flops * seq_per_s / 1e12,
+        "gflop_per_sequence": flops / 1e9,
+    }
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for mod in ("bertg4", "torch", "numpy", "transformers", "tokenizers", "mxnet", "gluonnlp"):
+        m = sys.modules.get(mod)
+        if m is None and mod in ("bertg4", "torch", "numpy", "tokenizers"):
+            m = __import__(mod)
+        if m is not None:
+            out[mod] = getattr(m, "__version__", "?")
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        out["cuda"] = torch.version.cuda
+        out["cudnn"] = torch.backends.cudnn.version()
+    return out
+
+
+def record(predictor, timing: dict, **extra) -> dict:
+    """One tidy result row: what ran, where, how fast; ``extra`` adds accuracy etc."""
+    row = {"engine": predictor.engine, "recipe": predictor.recipe.name, "task": predictor.task.name,
+           "model": predictor.config.name, "dtype": predictor.recipe.dtype,
+           "device": predictor.device, "device_name": predictor.device_name()}
+    row.update(timing)
+    peak = getattr(predictor, "peak_memory_bytes", lambda: None)()
+    row["peak_memory_mb"] = None if peak is None else peak / 2**20
+    row.update(extra)
+    row.update({"versions": versions(), "host": platform.node(),
+                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])})
+    return row
+
+
+def write_json(obj, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, default=str)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,101 @@
+"""Command line: ``bertg4 deploy | env``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .tasks import TASKS
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _task(text: str) -> str:
+    from .tasks import get_task
+    try:
+        return get_task(text).name
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bertg4", description="Serve BERT fast and cheaply.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("deploy", help="export a model, run it on validation data, time it",
+                       description="Export, reload and run a BERT model on validation data; print "
+                       "latency per batch, throughput and accuracy; write a JSON record.")
+    d.add_argument("--task", type=_task, default="SST",
+                   help=f"one of {', '.join(TASKS)} (default SST)")
+    d.add_argument("--model", default="embedded",
+                   help="'embedded' (all-MiniLM-L6-v2, default), a Hugging Face folder, a GluonNLP "
+                   ".params file, or random:<preset> (random:bert_12_768_12, random:bert_24_1024_16)")
+    d.add_argument("--config", help="preset name or config.json (needed for some .params files)")
+    d.add_argument("--vocab", help="vocab.txt or GluonNLP .vocab file (for .params models)")
+    d.add_argument("--engine", default="pt", choices=["pt", "hf", "mx"],
+                   help="pt (PyTorch, default), hf (transformers reference), mx (MXNet)")
+    d.add_argument("--batch-size", type=_positive_int, default=128, help="default 128")
+    d.add_argument("--seq-length", type=_positive_int, default=128, help="default 128")
+    d.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    d.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    d.add_argument("--max-iters", type=_positive_int, default=20,
+                   help="timed batches after warm-up (default 20)")
+    d.add_argument("--warmup", type=int, default=3, help="untimed warm-up batches (default 3)")
+    d.add_argument("--max-eval", type=_positive_int, help="evaluate at most this many examples")
+    d.add_argument("--output-dir", default="output_dir", help="export and record directory")
+    d.add_argument("--json", dest="json_path", help="record path (default OUTPUT_DIR/deploy_record.json)")
+    d.add_argument("--only-infer", action="store_true", help="skip export; load --exported-model")
+    d.add_argument("--exported-model", help="export directory to load (default OUTPUT_DIR)")
+    d.add_argument("--data", help="evaluation file: GLUE-style TSV, or SQuAD JSON for --task QA")
+    d.add_argument("--data-dir", help="folder holding SST-2 dev.tsv")
+    d.add_argument("--download-data", action="store_true",
+                   help="download GLUE SST-2 when it is not found locally (needs internet)")
+    d.add_argument("--seed", type=int, default=0, help="seed for random weights and heads")
+    d.add_argument("--no-progress", action="store_true")
+
+    sub.add_parser("env", help="print versions and devices as JSON")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "env":
+        from .bench import versions
+        import torch
+        info = versions()
+        info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        print(json.dumps(info, indent=2))
+        return 0
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .deploy import deploy
+    from .text import TextError
+    if args.download_data and args.data is None:
+        from . import data as D
+        if D.find_sst2("dev", args.data_dir) is None:
+            args.data_dir = D.download_sst2()
+    try:
+        deploy(task=args.task, model=args.model, engine=args.engine, batch_size=args.batch_size,
+               seq_length=args.seq_length, dtype=args.dtype, device=args.device,
+               max_iters=args.max_iters, warmup=args.warmup, output_dir=args.output_dir,
+               only_infer=args.only_infer, exported_model=args.exported_model, data=args.data,
+               data_dir=args.data_dir, config=args.config, vocab=args.vocab,
+               max_eval=args.max_eval, seed=args.seed, json_path=args.json_path,
+               progress=not args.no_progress)
+    except (CheckpointError, ConfigError, TextError, ValueError, FileNotFoundError,
+            RuntimeError, NotImplementedError) as e:
+        print(f"bertg4 deploy: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

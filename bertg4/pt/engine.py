@@ -1,0 +1,173 @@
+"""The PyTorch engine: build a predictor from canonical weights, export it, reload it."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shutil
+
+import numpy as np
+import torch
+
+from ..checkpoint import Checkpoint
+from ..config import BertConfig
+from ..predictor import Predictor
+from ..recipe import Recipe, get_recipe
+from ..tasks import Task, get_task
+from ..text import Batch, Tokenizer
+from . import model as M
+
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+MANIFEST = "bertg4_export.json"
+
+
+def resolve_device(device: str) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but torch {torch.__version__} sees no "
+                           "CUDA GPU; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {device!r}: use cpu or cuda[:N]")
+    return dev
+
+
+def task_module(cfg: BertConfig, task: Task, num_labels: int | None = None) -> torch.nn.Module:
+    if task.kind in ("classification", "regression"):
+        return M.ForClassification(cfg, num_labels or task.num_labels)
+    if task.kind == "qa":
+        return M.ForQuestionAnswering(cfg)
+    if task.kind == "embedding":
+        return M.ForEmbedding(cfg)
+    if task.kind == "encoding":
+        return M.ForEncoding(cfg)
+    raise ValueError(f"task kind {task.kind!r} has no PyTorch module")
+
+
+class TorchPredictor(Predictor):
+    """Runs any ``torch.nn.Module`` taking (input_ids, token_types, valid_length)."""
+
+    engine = "pt"
+
+    def __init__(self, module, *, config, task, recipe, device, tokenizer, seq_length=128,
+                 source="", notes=None, engine=None, vocab=None, lowercase=True):
+        super().__init__(config, task, recipe, str(device), tokenizer, seq_length, source, notes)
+        if engine:
+            self.engine = engine
+        self.module = module
+        self.torch_device = torch.device(device)
+        self._vocab, self._lowercase = vocab, lowercase
+
+    def prepare(self, batch: Batch):
+        dev = self.torch_device
+        return tuple(torch.from_numpy(a).to(dev, non_blocking=True)
+                     for a in (batch.input_ids, batch.token_types, batch.valid_length))
+
+    def run(self, staged):
+        with torch.inference_mode():
+            return self.module(*staged)
+
+    def synchronize(self) -> None:
+        if self.torch_device.type == "cuda":
+            torch.cuda.synchronize(self.torch_device)
+
+    def to_numpy(self, outputs) -> np.ndarray:
+        if isinstance(outputs, (tuple, list)):
+            return tuple(self.to_numpy(o) for o in outputs)
+        return outputs.detach().float().cpu().numpy()
+
+    def device_name(self) -> str:
+        if self.torch_device.type == "cuda":
+            return torch.cuda.get_device_name(self.torch_device)
+        return cpu_name()
+
+    def peak_memory_bytes(self) -> int | None:
+        if self.torch_device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.torch_device))
+        return None
+
+    def export(self, directory: str) -> str:
+        """``torch.export`` the model (dynamic batch size) to ``directory/model.pt2``."""
+        os.makedirs(directory, exist_ok=True)
+        example = Batch(np.zeros((2, self.seq_length), np.int64), np.zeros((2, self.seq_length), np.int64),
+                        np.full(2, self.seq_length, np.int64))
+        args = self.prepare(example)
+        batch = torch.export.Dim("batch", min=1, max=65536)
+        seq = torch.export.Dim("seq", min=3, max=self.config.max_position_embeddings)
+        shapes = ({0: batch, 1: seq}, {0: batch, 1: seq}, {0: batch})
+        with torch.inference_mode(False), torch.no_grad():
+            program = torch.export.export(self.module, args, dynamic_shapes=shapes)
+        path = os.path.join(directory, "model.pt2")
+        torch.export.save(program, path)
+        vocab_entry = None
+        if isinstance(self._vocab, (list, tuple)):
+            vocab_entry = list(self._vocab)
+        elif self._vocab:
+            shutil.copyfile(self._vocab, os.path.join(directory, "vocab.txt"))
+            vocab_entry = "vocab.txt"
+        manifest = {
+            "format": "bertg4-export-1", "engine": self.engine, "artifact": "model.pt2",
+            "config": self.config.to_dict(), "task": self.task.name,
+            "dtype": self.recipe.dtype, "recipe": dataclasses.asdict(self.recipe),
+            "device_type": self.torch_device.type,
+            "seq_length": self.seq_length, "vocab": vocab_entry, "lowercase": self._lowercase,
+            "source": self.source, "notes": self.notes, "torch": torch.__version__,
+        }
+        with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=2)
+        return path
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe = "baseline",
+          device: str = "cpu", seq_length: int = 128, tokenizer: Tokenizer | None = None,
+          num_labels: int | None = None) -> TorchPredictor:
+    task, recipe = get_task(task), get_recipe(recipe)
+    dev = resolve_device(device)
+    if task.kind in ("classification", "regression"):
+        num_labels = ckpt.num_labels() or num_labels or task.num_labels
+    module = task_module(ckpt.config, task, num_labels)
+    M.load_weights(module, ckpt.weights)
+    module = module.to(dev, TORCH_DTYPES[recipe.dtype]).eval()
+    return TorchPredictor(module, config=ckpt.config, task=task, recipe=recipe, device=dev,
+                          tokenizer=tokenizer, seq_length=seq_length, source=ckpt.source,
+                          notes=ckpt.notes, vocab=ckpt.vocab, lowercase=ckpt.do_lower_case)
+
+
+def load_exported(path: str, device: str | None = None) -> TorchPredictor:
+    """Reload what :meth:`TorchPredictor.export` wrote (a directory or its model.pt2)."""
+    directory = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    manifest_path = os.path.join(directory, MANIFEST)
+    if not os.path.isfile(manifest_path):
+        raise FileNotFoundError(f"{directory}: no {MANIFEST}; not a bertg4 export directory")
+    with open(manifest_path, encoding="utf-8") as f:
+        m = json.load(f)
+    if m.get("format") != "bertg4-export-1" or m.get("engine") != "pt":
+        raise ValueError(f"{manifest_path}: not a PyTorch bertg4 export")
+    device = device or m["device_type"]
+    if torch.device(device).type != m["device_type"]:
+        raise ValueError(f"{directory} was exported for {m['device_type']}, not "
+                         f"{torch.device(device).type}; export again with --device {device}")
+    dev = resolve_device(device)
+    program = torch.export.load(os.path.join(directory, m["artifact"]))
+    module = program.module()
+    cfg = BertConfig(**m["config"])
+    vocab = m["vocab"]
+    if isinstance(vocab, str):
+        vocab = os.path.join(directory, vocab)
+    tok = Tokenizer(vocab, lowercase=m["lowercase"], max_positions=cfg.max_position_embeddings) if vocab else None
+    task = get_task(m["task"])
+    recipe = Recipe(**m["recipe"])
+    return TorchPredictor(module, config=cfg, task=task, recipe=recipe, device=dev, tokenizer=tok,
+                          seq_length=m["seq_length"], source=f"{m['source']} (exported: {directory})",
+                          notes=m["notes"], vocab=vocab, lowercase=m["lowercase"])

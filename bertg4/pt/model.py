@@ -1,0 +1,183 @@
+"""BERT in plain PyTorch: the encoder, pooler and the task heads bertg4 serves.
+
+Inputs are GluonNLP's three tensors -- ``input_ids`` and ``token_types``
+``(batch, seq)`` and ``valid_length`` ``(batch,)`` -- so the attention mask is
+derived inside the graph from one integer per row, never passed as a float mask.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import BertConfig
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with separate Q, K, V projections (the textbook layout)."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        h = cfg.hidden_size
+        self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
+        self.query, self.key, self.value = nn.Linear(h, h), nn.Linear(h, h), nn.Linear(h, h)
+        self.out = nn.Linear(h, h)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        b, L, h = x.shape
+
+        def heads(t):  # (b, L, h) -> (b, heads, L, d)
+            return t.view(b, L, self.num_heads, self.head_dim).transpose(1, 2)
+
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        probs = torch.softmax(scores, dim=-1)
+        ctx = torch.matmul(probs, v).transpose(1, 2).reshape(b, L, h)
+        return self.out(ctx)
+
+
+class Layer(nn.Module):
+    """Post-LayerNorm transformer layer: attention, add & norm, FFN (GELU), add & norm."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        h, i, eps = cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps
+        self.attn = SelfAttention(cfg)
+        self.attn_ln = nn.LayerNorm(h, eps=eps)
+        self.ffn1, self.ffn2 = nn.Linear(h, i), nn.Linear(i, h)
+        self.ffn_ln = nn.LayerNorm(h, eps=eps)
+
+    def forward(self, x, key_mask):
+        x = self.attn_ln(x + self.attn(x, key_mask))
+        return self.ffn_ln(x + self.ffn2(F.gelu(self.ffn1(x))))
+
+
+class Bert(nn.Module):
+    """Embeddings + encoder + (optional) pooler. Returns (sequence_output, pooled_output)."""
+
+    def __init__(self, cfg: BertConfig, pooler: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        h = cfg.hidden_size
+        self.word_embed = nn.Embedding(cfg.vocab_size, h)
+        self.position_embed = nn.Embedding(cfg.max_position_embeddings, h)
+        self.token_type_embed = nn.Embedding(cfg.type_vocab_size, h)
+        self.embed_ln = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
+        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_layers))
+        self.pooler = nn.Linear(h, h) if pooler else None
+
+    def embed(self, input_ids, token_types):
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        x = self.word_embed(input_ids) + self.token_type_embed(token_types) + self.position_embed(positions)
+        return self.embed_ln(x)
+
+    def forward(self, input_ids, token_types, valid_length, all_layers: bool = False):
+        key_mask = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] < valid_length[:, None]
+        x = self.embed(input_ids, token_types)
+        hidden = [x]
+        for layer in self.layers:
+            x = layer(x, key_mask)
+            hidden.append(x)
+        pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
+        if all_layers:
+            return hidden, pooled
+        return x, pooled
+
+
+class ForClassification(nn.Module):
+    """Pooled [CLS] -> Linear -> logits ``(batch, num_labels)`` (GluonNLP's BERTClassifier)."""
+
+    def __init__(self, cfg: BertConfig, num_labels: int):
+        super().__init__()
+        self.bert = Bert(cfg, pooler=True)
+        self.classifier = nn.Linear(cfg.hidden_size, num_labels)
+
+    def forward(self, input_ids, token_types, valid_length):
+        return self.classifier(self.bert(input_ids, token_types, valid_length)[1])
+
+
+class ForQuestionAnswering(nn.Module):
+    """Sequence output -> Linear(2): start/end logits ``(batch, seq, 2)`` (GluonNLP's BertForQA)."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.bert = Bert(cfg, pooler=False)
+        self.qa_outputs = nn.Linear(cfg.hidden_size, 2)
+
+    def forward(self, input_ids, token_types, valid_length):
+        return self.qa_outputs(self.bert(input_ids, token_types, valid_length)[0])
+
+
+class ForEmbedding(nn.Module):
+    """Mean of the valid tokens' outputs, L2-normalised (sentence-transformers' pooling)."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.bert = Bert(cfg, pooler=False)
+
+    def forward(self, input_ids, token_types, valid_length):
+        seq = self.bert(input_ids, token_types, valid_length)[0]
+        mask = (torch.arange(seq.shape[1], device=seq.device)[None, :] < valid_length[:, None]).to(seq.dtype)
+        mean = (seq * mask[..., None]).sum(1) / valid_length[:, None].to(seq.dtype)
+        return F.normalize(mean, p=2.0, dim=-1)
+
+
+class ForEncoding(nn.Module):
+    """The bare encoder: (sequence_output, pooled_output)."""
+
+    def __init__(self, cfg: BertConfig, pooler: bool = True):
+        super().__init__()
+        self.bert = Bert(cfg, pooler=pooler)
+
+    def forward(self, input_ids, token_types, valid_length):
+        return self.bert(input_ids, token_types, valid_length)
+
+
+# canonical (transformers-style) names -> this module's names
+_RULES = [
+    (r"embeddings\.word_embeddings\.", "word_embed."),
+    (r"embeddings\.position_embeddings\.", "position_embed."),
+    (r"embeddings\.token_type_embeddings\.", "token_type_embed."),
+    (r"embeddings\.LayerNorm\.", "embed_ln."),
+    (r"encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.", r"layers.\1.attn.\2."),
+    (r"encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"layers.\1.attn.out."),
+    (r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"layers.\1.attn_ln."),
+    (r"encoder\.layer\.(\d+)\.intermediate\.dense\.", r"layers.\1.ffn1."),
+    (r"encoder\.layer\.(\d+)\.output\.dense\.", r"layers.\1.ffn2."),
+    (r"encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"layers.\1.ffn_ln."),
+    (r"pooler\.dense\.", "pooler."),
+]
+
+
+def torch_name(canonical: str) -> str:
+    if canonical.startswith(("classifier.", "qa_outputs.")):
+        return canonical
+    for pattern, repl in _RULES:
+        new, n = re.subn("^" + pattern, repl, canonical)
+        if n:
+            return "bert." + new
+    raise KeyError(f"no PyTorch parameter for canonical tensor {canonical!r}")
+
+
+def load_weights(module: nn.Module, weights: dict[str, np.ndarray]) -> nn.Module:
+    """Copy canonical weights into ``module``; every parameter must be covered exactly once."""
+    state = {}
+    own = dict(module.state_dict())
+    for name, arr in weights.items():
+        tname = torch_name(name)
+        if tname not in own:
+            continue  # e.g. a pooler or head this task does not use
+        if tuple(own[tname].shape) != tuple(arr.shape):
+            raise ValueError(f"{name}: shape {tuple(arr.shape)} does not fit {tname} "
+                             f"{tuple(own[tname].shape)}")
+        state[tname] = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise ValueError(f"checkpoint provides no values for {missing[:5]}")
+    module.load_state_dict(state, strict=True)
+    return module
