@@ -67,13 +67,18 @@ def measure(predictor, batch: Batch, batch_size: int, warmup: int = 3, iters: in
 
 
 def versions() -> dict:
+    """Versions of Python and of the installed libraries that matter to the numbers."""
+    from importlib import metadata
     out = {"python": platform.python_version()}
-    for mod in ("bertg4", "torch", "numpy", "transformers", "tokenizers", "mxnet", "gluonnlp"):
-        m = sys.modules.get(mod)
-        if m is None and mod in ("bertg4", "torch", "numpy", "tokenizers"):
-            m = __import__(mod)
-        if m is not None:
-            out[mod] = getattr(m, "__version__", "?")
+    for dist in ("bertg4", "torch", "numpy", "transformers", "tokenizers", "mxnet", "mxnet-cu102",
+                 "gluonnlp"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    if "bertg4" not in out:  # running from a source tree that is not installed
+        from . import __version__
+        out["bertg4"] = __version__
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         out["cuda"] = torch.version.cuda
@@ -92,8 +97,16 @@ def record(predictor, timing: dict, **extra) -> dict:
     row.update(extra)
     row.update({"versions": versions(), "host": platform.node(),
                 "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])})
+                "command": command_line()})
     return row
+
+
+def command_line() -> str:
+    """The command as a user would type it (``bertg4 ...`` for the console script and -m)."""
+    prog = os.path.basename(sys.argv[0])
+    if prog in ("cli.py", "__main__.py", "bertg4"):
+        prog = "bertg4"
+    return " ".join([prog] + sys.argv[1:])
 
 
 def write_json(obj, path: str) -> str:
@@ -103,3 +116,15 @@ def write_json(obj, path: str) -> str:
         json.dump(obj, f, indent=2, default=str)
     os.replace(tmp, path)
     return path
+
+
+def sweep_batch_sizes(predictor, batch: Batch, batch_sizes, warmup: int = 3, iters: int = 20,
+                      max_seconds: float | None = None, progress: bool = True, **extra) -> list[dict]:
+    """One record per batch size, same predictor and inputs (cycled to fill each batch)."""
+    sizes = [check_batch_size(b) for b in batch_sizes]
+    loop = sizes
+    if progress:
+        from tqdm.auto import tqdm
+        loop = tqdm(sizes, desc="batch sizes", unit="size")
+    return [record(predictor, measure(predictor, batch, b, warmup=warmup, iters=iters,
+                                      max_seconds=max_seconds), **extra) for b in loop]

@@ -1,0 +1,31 @@
+"""ipywidgets sliders over pure functions (testable without a browser)."""
+from __future__ import annotations
+
+
+def batch_size_view(records: list[dict]):
+    """A pure function ``view(batch_size) -> record`` that also draws the latency/throughput figure."""
+    by_size = {r["batch_size"]: r for r in records}
+
+    def view(batch_size: int) -> dict:
+        if batch_size not in by_size:
+            raise ValueError(f"batch size {batch_size} was not measured; measured: {sorted(by_size)}")
+        import matplotlib.pyplot as plt
+        from .plots import latency_throughput
+        fig = latency_throughput(records, highlight=batch_size)
+        plt.show()
+        r = by_size[batch_size]
+        print(f"batch {batch_size}: {r['latency_ms_p50']:.2f} ms per batch (p50), "
+              f"{r['latency_ms_per_sequence']:.3f} ms per sequence, {r['sequences_per_s']:.1f} sequences/s")
+        plt.close(fig)
+        return r
+
+    return view
+
+
+def batch_size_slider(records: list[dict]):
+    """``ipywidgets.interactive`` over :func:`batch_size_view`; ``w.result`` is the chosen record."""
+    import ipywidgets as widgets
+    sizes = sorted({r["batch_size"] for r in records})
+    slider = widgets.SelectionSlider(options=sizes, value=sizes[0], description="batch size",
+                                     continuous_update=False)
+    return widgets.interactive(batch_size_view(records), batch_size=slider)
