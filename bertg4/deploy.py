@@ -10,7 +10,6 @@ import os
 import time
 import warnings
 
-import numpy as np
 
 from . import data as D
 from .api import load

@@ -1,5 +1,3 @@
-import os
-
 import pytest
 
 from bertg4 import data as D
@@ -38,5 +36,3 @@ def embedded():
     from bertg4.checkpoint import load_checkpoint
     return load_checkpoint("embedded")
 
-
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")

@@ -13,8 +13,7 @@ from bertg4.checkpoint import (CheckpointError, backbone_shapes, deinterleave_qk
 from bertg4.config import BertConfig, get_config
 from bertg4.text import Batch
 
-from conftest import FIXTURES
-
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 TINY = BertConfig(2, 32, 4, 64, 35, 40, name="tiny")  # the GluonNLP fixture's shape
 REF = os.path.join(FIXTURES, "gluonnlp_tiny_reference.npz")
 
