@@ -35,6 +35,7 @@ def measure(predictor, batch: Batch, batch_size: int, warmup: int = 3, iters: in
     n_distinct = max(1, len(rows) // batch_size)
     staged = [predictor.prepare(rows[i * batch_size:(i + 1) * batch_size]) for i in range(n_distinct)]
     predictor.synchronize()
+    getattr(predictor, "reset_peak_memory", lambda: None)()
     for i in range(warmup):
         predictor.run(staged[i % n_distinct])
     predictor.synchronize()
@@ -114,6 +115,17 @@ def write_json(obj, path: str) -> str:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, default=str)
+    os.replace(tmp, path)
+    return path
+
+
+def write_jsonl(records: list[dict], path: str) -> str:
+    """One JSON object per line (the bench records)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, default=str) + "\n")
     os.replace(tmp, path)
     return path
 

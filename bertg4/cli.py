@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from .recipe import RECIPES
 from .tasks import TASKS
 
 
@@ -26,6 +27,13 @@ def _task(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _size_list(text: str) -> list[int]:
+    sizes = [_positive_int(x) for x in text.split(",") if x.strip()]
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"expected comma-separated batch sizes, got {text!r}")
+    return sizes
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertg4", description="Serve BERT fast and cheaply.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pt (PyTorch, default), hf (transformers reference), mx (MXNet)")
     d.add_argument("--batch-size", type=_positive_int, default=128, help="default 128")
     d.add_argument("--seq-length", type=_positive_int, default=128, help="default 128")
-    d.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    d.add_argument("--recipe", default="baseline", choices=list(RECIPES),
+                   help="optimization rung (default baseline: fp32, naive attention)")
+    d.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
+                   help="override the recipe's dtype")
     d.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     d.add_argument("--max-iters", type=_positive_int, default=20,
                    help="timed batches after warm-up (default 20)")
@@ -61,6 +72,27 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="seed for random weights and heads")
     d.add_argument("--no-progress", action="store_true")
 
+    b = sub.add_parser("bench", help="time recipes over batch sizes; write records",
+                       description="Time engines and recipes over batch sizes and write JSONL "
+                       "records and a Markdown table; --suite runs the whole optimization ladder.")
+    b.add_argument("--suite", choices=["gpu", "cpu"],
+                   help="the ladder suite: every rung, checked against fp32 and timed, beside "
+                   "transformers (gpu: BERT-base seq 128, batch 1/8/32/128; cpu: small sizes)")
+    b.add_argument("--model", default="random:bert_12_768_12")
+    b.add_argument("--vocab", help="vocab.txt (random models use the embedded one when present)")
+    b.add_argument("--task", type=_task, default="SST")
+    b.add_argument("--engine", default="pt", choices=["pt", "hf"])
+    b.add_argument("--recipe", action="append", choices=list(RECIPES) + ["ladder"],
+                   help="repeatable; 'ladder' = every rung (default baseline)")
+    b.add_argument("--batch-sizes", type=_size_list, default=[1, 8, 32, 128],
+                   help="comma-separated (default 1,8,32,128)")
+    b.add_argument("--seq-length", type=_positive_int, default=128)
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--iters", type=_positive_int, default=20)
+    b.add_argument("--warmup", type=int, default=3)
+    b.add_argument("--max-seconds", type=float, default=10.0, help="time budget per point")
+    b.add_argument("--output", default="bench_out", help="folder for records.jsonl and table.md")
+
     sub.add_parser("env", help="print versions and devices as JSON")
     return parser
 
@@ -74,6 +106,12 @@ def main(argv=None) -> int:
         info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         print(json.dumps(info, indent=2))
         return 0
+    if args.command == "bench":
+        try:
+            return _bench(args)
+        except (ValueError, FileNotFoundError, RuntimeError) as e:
+            print(f"bertg4 bench: error: {e}", file=sys.stderr)
+            return 2
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .deploy import deploy
@@ -84,7 +122,7 @@ def main(argv=None) -> int:
             args.data_dir = D.download_sst2()
     try:
         deploy(task=args.task, model=args.model, engine=args.engine, batch_size=args.batch_size,
-               seq_length=args.seq_length, dtype=args.dtype, device=args.device,
+               seq_length=args.seq_length, dtype=args.dtype, device=args.device, recipe=args.recipe,
                max_iters=args.max_iters, warmup=args.warmup, output_dir=args.output_dir,
                only_infer=args.only_infer, exported_model=args.exported_model, data=args.data,
                data_dir=args.data_dir, config=args.config, vocab=args.vocab,
@@ -94,6 +132,50 @@ def main(argv=None) -> int:
             RuntimeError, NotImplementedError) as e:
         print(f"bertg4 deploy: error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _bench(args) -> int:
+    import os
+    from .bench import write_jsonl
+    os.makedirs(args.output, exist_ok=True)
+    if args.suite:
+        from .suite import format_suite, run_suite
+        records = run_suite(args.suite, vocab=args.vocab)
+        table = format_suite(records)
+    else:
+        from . import data as D
+        from .api import load
+        from .bench import sweep_batch_sizes
+        from .deploy import format_table
+        from .recipe import NotApplicable, ladder
+        sizes = args.batch_sizes
+        names = args.recipe or ["baseline"]
+        recipes = [r for n in names for r in (ladder() if n == "ladder" else [n])]
+        sentences = D.sample_sst()
+        records, tables = [], []
+        for recipe in recipes:
+            try:
+                p = load(args.model, args.task, args.engine, recipe=recipe, device=args.device,
+                         seq_length=args.seq_length, vocab=args.vocab)
+            except NotApplicable as e:
+                name = getattr(recipe, "name", recipe)
+                print(f"{name}: not applicable: {e}")
+                records.append({"engine": args.engine, "recipe": name, "status": "not applicable",
+                                "reason": str(e)})
+                continue
+            batch = p.featurize(sentences.first)
+            rows = sweep_batch_sizes(p, batch, sizes, warmup=args.warmup, iters=args.iters,
+                                     max_seconds=args.max_seconds, status="ok",
+                                     data=sentences.source, examples=len(batch), of=len(batch))
+            records += rows
+            tables.append(format_table(rows))
+        table = "\n\n".join(tables)
+    write_jsonl(records, os.path.join(args.output, "records.jsonl"))
+    with open(os.path.join(args.output, "table.md"), "w", encoding="utf-8") as f:
+        f.write(table + "\n")
+    print(table)
+    print(f"records: {os.path.join(args.output, 'records.jsonl')}")
     return 0
 
 

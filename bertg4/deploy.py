@@ -53,7 +53,7 @@ def _eval_inputs(predictor, task, data_path, data_dir, max_eval, log):
 
 
 def deploy(task="SST", model="embedded", engine="pt", batch_size=128, seq_length=128,
-           dtype="float32", device="cpu", max_iters=20, warmup=3, output_dir="output_dir",
+           dtype=None, device="cpu", recipe="baseline", max_iters=20, warmup=3, output_dir="output_dir",
            only_infer=False, exported_model=None, data=None, data_dir=None, config=None,
            vocab=None, max_eval=None, seed=0, json_path=None, progress=True, log=print) -> dict:
     task = get_task(task)
@@ -80,7 +80,8 @@ def deploy(task="SST", model="embedded", engine="pt", batch_size=128, seq_length
         timings["load_s"] = time.perf_counter() - t0
         log(f"loaded exported model {exported}")
     else:
-        predictor = load(model, task, engine, device=device, seq_length=seq_length, dtype=dtype,
+        predictor = load(model, task, engine, recipe=recipe, device=device, seq_length=seq_length,
+                         dtype=dtype,
                          config=config, vocab=vocab, seed=seed)
         timings["load_s"] = time.perf_counter() - t0
         for note in predictor.notes:

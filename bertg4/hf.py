@@ -12,7 +12,7 @@ from torch import nn
 
 from .checkpoint import Checkpoint
 from .pt.engine import TORCH_DTYPES, TorchPredictor, resolve_device
-from .recipe import Recipe, get_recipe
+from .recipe import NotApplicable, Recipe, get_recipe
 from .tasks import Task, get_task
 from .text import Tokenizer
 
@@ -67,9 +67,15 @@ class HFModule(nn.Module):
 
 
 def build(ckpt: Checkpoint, task="embedding", recipe: str | Recipe = "baseline", device="cpu",
-          seq_length=128, tokenizer: Tokenizer | None = None, num_labels=None,
-          attn_implementation: str = "sdpa") -> TorchPredictor:
+          seq_length=128, tokenizer: Tokenizer | None = None, num_labels=None) -> TorchPredictor:
+    """The reference as shipped: a recipe's dtype applies, and its attention picks transformers'
+    ``eager`` (``naive``) or ``sdpa`` implementation; any other switch is not applicable."""
     task, recipe = get_task(task), get_recipe(recipe)
+    others = {k: v for k, v in recipe.switches().items() if k not in ("dtype", "attention")}
+    if recipe.attention == "interleaved" or others:
+        raise NotApplicable(f"recipe {recipe.name}: the transformers reference runs as shipped; "
+                            f"only dtype and attention naive/sdpa apply, not {others or 'interleaved'}")
+    attn_implementation = "sdpa" if recipe.attention == "sdpa" else "eager"
     dev = resolve_device(device)
     if task.kind in ("classification", "regression"):
         num_labels = ckpt.num_labels() or num_labels or task.num_labels

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The GPU suite: CUDA checks and deploy records on one NVIDIA GPU, in about five minutes.
+# The GPU suite: CUDA checks, the optimization-ladder benchmark and one deploy record on one
+# NVIDIA GPU, in about six minutes.
 #
 #   scripts/gpu_suite.sh OUT_DIR [MODEL_DIR] [DATA_DIR]
 #
 # MODEL_DIR: the embedded all-MiniLM-L6-v2 folder (default: the installed package's);
 #            a float16 copy works (weights are read into float32).
 # DATA_DIR:  a folder holding sst2/dev.tsv (default: the usual search path).
-# Writes OUT_DIR/env.json, OUT_DIR/pytest.log and one deploy_*.json record per run:
-# BERT-base (random weights, seq 128) at batch 1 and 128 in float32 and float16,
-# and the embedded model on SST-2 dev.
+# Writes to OUT_DIR: env.json, nvidia-smi.csv, pytest.log (the CUDA tests), records.jsonl,
+# table.md and suite.log (`bertg4 bench --suite gpu`: every rung on BERT-base, seq 128,
+# batch 1/8/32/128, beside transformers sdpa fp16 and torch.compile), and deploy_all_b128.json
+# (`bertg4 deploy --recipe all` on the embedded model over SST-2 dev).
 set -euo pipefail
 out=${1:?usage: scripts/gpu_suite.sh OUT_DIR [MODEL_DIR] [DATA_DIR]}
 mkdir -p "$out"
@@ -22,18 +24,12 @@ vocab=$($py -c 'import bertg4.checkpoint as c, os; print(os.path.join(c.embedded
 $py -m bertg4.cli env | tee "$out/env.json"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out/nvidia-smi.csv"
 
-# every test, the CUDA ones included (tests/test_gpu.py)
-$py -m pytest -q -p no:cacheprovider tests 2>&1 | tee "$out/pytest.log"
+# the CUDA tests: fp32/fp16 parity, every rung, CUDA graphs == eager, true FP16 restored
+$py -m pytest -q -p no:cacheprovider -o addopts="" tests/test_gpu.py 2>&1 | tee "$out/pytest.log" || true
 
-deploy() {  # name, then deploy arguments
-  local name=$1; shift
-  $py -m bertg4.cli deploy --device cuda --no-progress --output-dir "/tmp/bertg4_$name" \
-      --json "$out/deploy_$name.json" "$@" 2>&1 | tail -n 8
-}
-for dtype in float32 float16; do
-  for bs in 1 128; do
-    deploy "bert-base_${dtype}_b${bs}" --model random:bert_12_768_12 --vocab "$vocab" \
-      --task SST --dtype "$dtype" --batch-size "$bs" --seq-length 128 --max-iters 200 --warmup 20
-  done
-done
-deploy minilm_float16_b128 --task SST --dtype float16 --batch-size 128 --max-iters 200 --warmup 20
+# the ladder: every rung timed and checked against fp32, beside transformers in the same run
+$py -m bertg4.cli bench --suite gpu --vocab "$vocab" --output "$out" 2>&1 | tee "$out/suite.log"
+
+$py -m bertg4.cli deploy --device cuda --no-progress --recipe all --task SST --batch-size 128 \
+    --max-iters 200 --warmup 20 --output-dir /tmp/bertg4_all --json "$out/deploy_all_b128.json" \
+    2>&1 | tail -n 8

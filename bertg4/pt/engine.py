@@ -1,6 +1,7 @@
 """The PyTorch engine: build a predictor from canonical weights, export it, reload it."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -13,10 +14,13 @@ import torch
 from ..checkpoint import Checkpoint
 from ..config import BertConfig
 from ..predictor import Predictor
-from ..recipe import Recipe, get_recipe
+from ..recipe import NotApplicable, Recipe, get_recipe
 from ..tasks import Task, get_task
 from ..text import Batch, Tokenizer
+from . import graph_pass
 from . import model as M
+from .cuda_graphs import CudaGraphs
+from .numerics import fp16_accumulation
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 MANIFEST = "bertg4_export.json"
@@ -32,15 +36,26 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def task_module(cfg: BertConfig, task: Task, num_labels: int | None = None) -> torch.nn.Module:
+def check_applicable(recipe: Recipe, device: torch.device) -> None:
+    """Refuse, with the reason, what this engine cannot do on this device."""
+    if device.type != "cuda":
+        if recipe.true_fp16:
+            raise NotApplicable(
+                f"recipe {recipe.name}: true FP16 (fp16 GEMM accumulation) is a cuBLAS setting and "
+                "needs a CUDA GPU; on a CPU, bertg4.pt.numerics.emulated_fp16_matmul emulates its "
+                "numerical effect")
+        if recipe.cuda_graphs:
+            raise NotApplicable(f"recipe {recipe.name}: CUDA graphs need a CUDA GPU")
+
+
+def task_module(cfg: BertConfig, task: Task, num_labels: int | None = None,
+                **options) -> torch.nn.Module:
     if task.kind in ("classification", "regression"):
-        return M.ForClassification(cfg, num_labels or task.num_labels)
+        return M.ForClassification(cfg, num_labels or task.num_labels, **options)
     if task.kind == "qa":
-        return M.ForQuestionAnswering(cfg)
+        return M.ForQuestionAnswering(cfg, **options)
     if task.kind == "embedding":
-        return M.ForEmbedding(cfg)
-    if task.kind == "encoding":
-        return M.ForEncoding(cfg)
+        return M.ForEmbedding(cfg, **options)
     raise ValueError(f"task kind {task.kind!r} has no PyTorch module")
 
 
@@ -57,6 +72,9 @@ class TorchPredictor(Predictor):
         self.module = module
         self.torch_device = torch.device(device)
         self._vocab, self._lowercase = vocab, lowercase
+        check_applicable(recipe, self.torch_device)
+        self._graphs = CudaGraphs(module) if recipe.cuda_graphs else None
+        self.graph_report = None  # what the graph pass changed, when it ran
 
     def prepare(self, batch: Batch):
         dev = self.torch_device
@@ -64,7 +82,10 @@ class TorchPredictor(Predictor):
                      for a in (batch.input_ids, batch.token_types, batch.valid_length))
 
     def run(self, staged):
-        with torch.inference_mode():
+        accumulate = fp16_accumulation() if self.recipe.true_fp16 else contextlib.nullcontext()
+        with torch.inference_mode(), accumulate:
+            if self._graphs is not None:
+                return self._graphs(*staged)
             return self.module(*staged)
 
     def synchronize(self) -> None:
@@ -80,6 +101,10 @@ class TorchPredictor(Predictor):
         if self.torch_device.type == "cuda":
             return torch.cuda.get_device_name(self.torch_device)
         return cpu_name()
+
+    def reset_peak_memory(self) -> None:
+        if self.torch_device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.torch_device)
 
     def peak_memory_bytes(self) -> int | None:
         if self.torch_device.type == "cuda":
@@ -134,14 +159,21 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
           num_labels: int | None = None) -> TorchPredictor:
     task, recipe = get_task(task), get_recipe(recipe)
     dev = resolve_device(device)
+    check_applicable(recipe, dev)
     if task.kind in ("classification", "regression"):
         num_labels = ckpt.num_labels() or num_labels or task.num_labels
-    module = task_module(ckpt.config, task, num_labels)
+    module = task_module(ckpt.config, task, num_labels, attention=recipe.attention,
+                         safe=recipe.safe_accumulation)
     M.load_weights(module, ckpt.weights)
     module = module.to(dev, TORCH_DTYPES[recipe.dtype]).eval()
-    return TorchPredictor(module, config=ckpt.config, task=task, recipe=recipe, device=dev,
-                          tokenizer=tokenizer, seq_length=seq_length, source=ckpt.source,
-                          notes=ckpt.notes, vocab=ckpt.vocab, lowercase=ckpt.do_lower_case)
+    report = None
+    if recipe.graph_pass:
+        module, report = graph_pass.apply(module)
+    predictor = TorchPredictor(module, config=ckpt.config, task=task, recipe=recipe, device=dev,
+                               tokenizer=tokenizer, seq_length=seq_length, source=ckpt.source,
+                               notes=ckpt.notes, vocab=ckpt.vocab, lowercase=ckpt.do_lower_case)
+    predictor.graph_report = report
+    return predictor
 
 
 def load_exported(path: str, device: str | None = None) -> TorchPredictor:

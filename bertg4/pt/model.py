@@ -6,7 +6,6 @@ derived inside the graph from one integer per row, never passed as a float mask.
 """
 from __future__ import annotations
 
-import math
 import re
 
 import numpy as np
@@ -15,60 +14,48 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import BertConfig
-
-
-class SelfAttention(nn.Module):
-    """Multi-head self-attention with separate Q, K, V projections (the textbook layout)."""
-
-    def __init__(self, cfg: BertConfig):
-        super().__init__()
-        h = cfg.hidden_size
-        self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
-        self.query, self.key, self.value = nn.Linear(h, h), nn.Linear(h, h), nn.Linear(h, h)
-        self.out = nn.Linear(h, h)
-
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        b, L, h = x.shape
-
-        def heads(t):  # (b, L, h) -> (b, heads, L, d)
-            return t.view(b, L, self.num_heads, self.head_dim).transpose(1, 2)
-
-        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
-        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
-        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-        probs = torch.softmax(scores, dim=-1)
-        ctx = torch.matmul(probs, v).transpose(1, 2).reshape(b, L, h)
-        return self.out(ctx)
+from .attention import ATTENTION
+from .numerics import LayerNorm
 
 
 class Layer(nn.Module):
     """Post-LayerNorm transformer layer: attention, add & norm, FFN (GELU), add & norm."""
 
-    def __init__(self, cfg: BertConfig):
+    def __init__(self, cfg: BertConfig, attention: str = "naive", safe: bool = True):
         super().__init__()
         h, i, eps = cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps
-        self.attn = SelfAttention(cfg)
-        self.attn_ln = nn.LayerNorm(h, eps=eps)
+        self.attn = ATTENTION[attention](h, cfg.num_heads, safe)
+        self.attn_ln = LayerNorm(h, eps, safe)
         self.ffn1, self.ffn2 = nn.Linear(h, i), nn.Linear(i, h)
-        self.ffn_ln = nn.LayerNorm(h, eps=eps)
+        self.ffn_ln = LayerNorm(h, eps, safe)
 
-    def forward(self, x, key_mask):
-        x = self.attn_ln(x + self.attn(x, key_mask))
+    def forward(self, x, valid_length, key_mask):
+        x = self.attn_ln(x + self.attn(x, valid_length, key_mask))
         return self.ffn_ln(x + self.ffn2(F.gelu(self.ffn1(x))))
 
 
 class Bert(nn.Module):
-    """Embeddings + encoder + (optional) pooler. Returns (sequence_output, pooled_output)."""
+    """Embeddings + encoder + (optional) pooler. Returns (sequence_output, pooled_output).
 
-    def __init__(self, cfg: BertConfig, pooler: bool = True):
+    ``attention`` picks the layout (see :mod:`bertg4.pt.attention`); ``safe`` whether fp16
+    softmax/LayerNorm reduce in fp32. Inputs and outputs are batch-first whatever the
+    layout inside: the interleaved layout transposes once after the embeddings and once
+    at the end, as GluonNLP's BERT does.
+    """
+
+    def __init__(self, cfg: BertConfig, pooler: bool = True, attention: str = "naive",
+                 safe: bool = True):
         super().__init__()
+        if attention not in ATTENTION:
+            raise ValueError(f"unknown attention {attention!r}: choose one of {', '.join(ATTENTION)}")
         self.cfg = cfg
+        self.seq_first = ATTENTION[attention].layout == "seq_first"
         h = cfg.hidden_size
         self.word_embed = nn.Embedding(cfg.vocab_size, h)
         self.position_embed = nn.Embedding(cfg.max_position_embeddings, h)
         self.token_type_embed = nn.Embedding(cfg.type_vocab_size, h)
-        self.embed_ln = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
-        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_layers))
+        self.embed_ln = LayerNorm(h, cfg.layer_norm_eps, safe)
+        self.layers = nn.ModuleList(Layer(cfg, attention, safe) for _ in range(cfg.num_layers))
         self.pooler = nn.Linear(h, h) if pooler else None
 
     def embed(self, input_ids, token_types):
@@ -79,10 +66,15 @@ class Bert(nn.Module):
     def forward(self, input_ids, token_types, valid_length, all_layers: bool = False):
         key_mask = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] < valid_length[:, None]
         x = self.embed(input_ids, token_types)
+        if self.seq_first:
+            x = x.transpose(0, 1).contiguous()
         hidden = [x]
         for layer in self.layers:
-            x = layer(x, key_mask)
+            x = layer(x, valid_length, key_mask)
             hidden.append(x)
+        if self.seq_first:
+            x = x.transpose(0, 1)
+            hidden = [t.transpose(0, 1) for t in hidden]
         pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
         if all_layers:
             return hidden, pooled
@@ -92,9 +84,9 @@ class Bert(nn.Module):
 class ForClassification(nn.Module):
     """Pooled [CLS] -> Linear -> logits ``(batch, num_labels)`` (GluonNLP's BERTClassifier)."""
 
-    def __init__(self, cfg: BertConfig, num_labels: int):
+    def __init__(self, cfg: BertConfig, num_labels: int, **options):
         super().__init__()
-        self.bert = Bert(cfg, pooler=True)
+        self.bert = Bert(cfg, pooler=True, **options)
         self.classifier = nn.Linear(cfg.hidden_size, num_labels)
 
     def forward(self, input_ids, token_types, valid_length):
@@ -104,9 +96,9 @@ class ForClassification(nn.Module):
 class ForQuestionAnswering(nn.Module):
     """Sequence output -> Linear(2): start/end logits ``(batch, seq, 2)`` (GluonNLP's BertForQA)."""
 
-    def __init__(self, cfg: BertConfig):
+    def __init__(self, cfg: BertConfig, **options):
         super().__init__()
-        self.bert = Bert(cfg, pooler=False)
+        self.bert = Bert(cfg, pooler=False, **options)
         self.qa_outputs = nn.Linear(cfg.hidden_size, 2)
 
     def forward(self, input_ids, token_types, valid_length):
@@ -116,9 +108,9 @@ class ForQuestionAnswering(nn.Module):
 class ForEmbedding(nn.Module):
     """Mean of the valid tokens' outputs, L2-normalised (sentence-transformers' pooling)."""
 
-    def __init__(self, cfg: BertConfig):
+    def __init__(self, cfg: BertConfig, **options):
         super().__init__()
-        self.bert = Bert(cfg, pooler=False)
+        self.bert = Bert(cfg, pooler=False, **options)
 
     def forward(self, input_ids, token_types, valid_length):
         seq = self.bert(input_ids, token_types, valid_length)[0]
@@ -130,9 +122,9 @@ class ForEmbedding(nn.Module):
 class ForEncoding(nn.Module):
     """The bare encoder: (sequence_output, pooled_output)."""
 
-    def __init__(self, cfg: BertConfig, pooler: bool = True):
+    def __init__(self, cfg: BertConfig, pooler: bool = True, **options):
         super().__init__()
-        self.bert = Bert(cfg, pooler=pooler)
+        self.bert = Bert(cfg, pooler=pooler, **options)
 
     def forward(self, input_ids, token_types, valid_length):
         return self.bert(input_ids, token_types, valid_length)

@@ -1,0 +1,88 @@
+"""`bertg4 bench`: the ladder suite and recipe sweeps at tiny sizes on the CPU.
+
+These run the same code as the GPU suite; they check records, not speed."""
+import json
+
+import pytest
+
+from bertg4 import cli
+from bertg4.checkpoint import load_checkpoint
+from bertg4.recipe import ladder
+from bertg4.suite import format_suite, run_suite, speedups
+
+
+@pytest.fixture(scope="module")
+def suite_records():
+    ckpt = load_checkpoint("random:minilm_6_384_12")
+    return run_suite("cpu", log=lambda *_: None, model=ckpt, batch_sizes=(1, 2), seq_length=16,
+                     iters=1, warmup=0, max_seconds=1.0, check_rows=4, numerics_rows=6)
+
+
+def test_suite_covers_every_rung(suite_records):
+    by = {}
+    for r in suite_records:
+        if r.get("kind") != "numerics":
+            by.setdefault(r["recipe"], []).append(r)
+    for rung in ladder():
+        assert rung.name in by, rung.name
+    # on a CPU the GPU-only switches are recorded as not applicable, with the reason
+    for name in ("+true_fp16", "+graph_pass", "all"):
+        (na,) = by[name]
+        assert na["status"] == "not applicable" and "CUDA" in na["reason"]
+    for name in ("baseline", "fp16", "+safe_accumulation", "+interleaved", "interleaved-fp32",
+                 "graph-pass-fp32", "hf sdpa (float32)"):
+        rows = by[name]
+        assert sorted(r["batch_size"] for r in rows) == [1, 2]
+        for r in rows:
+            assert r["status"] == "ok" and r["latency_ms_p50"] > 0 and r["seq_length"] == 16
+            assert r["finite"] and r["argmax_agreement_vs_fp32"] >= 0.5
+    assert by["baseline"][0]["max_abs_vs_fp32"] == 0.0
+    # fp32 rungs equal the baseline to fp32 rounding; fp16 rungs do not, but stay close
+    for name in ("interleaved-fp32", "graph-pass-fp32", "hf sdpa (float32)"):
+        assert by[name][0]["max_abs_vs_fp32"] < 1e-4, name
+    assert 1e-5 < by["fp16"][0]["rel_err_vs_fp32"] < 2e-2
+    assert by["graph-pass-fp32"][0]["graph_pass"]["bias_gelu_fused"] == 6
+
+
+def test_suite_checks_every_cpu_rung_on_the_embedded_model(suite_records):
+    numerics = {r["recipe"]: r for r in suite_records if r.get("kind") == "numerics"}
+    assert list(numerics) == ["baseline", "fp16", "+safe_accumulation", "+interleaved"]
+    assert all(r["examples"] == 6 and r["finite"] for r in numerics.values())
+    assert numerics["baseline"]["rel_err_vs_fp32"] == 0.0
+    assert 0 < numerics["+safe_accumulation"]["rel_err_vs_fp32"] < 1e-2
+    assert numerics["+interleaved"]["min_cosine_vs_fp32"] > 0.999
+
+
+def test_suite_table_and_speedups(suite_records):
+    table = format_suite(suite_records)
+    assert "| +true_fp16 | n/a |" in table and "| graph-pass-fp32 |" in table
+    assert "| MiniLM rung |" in table
+    s = speedups(suite_records, "interleaved-fp32", "baseline")
+    assert sorted(s) == [1, 2] and all(v > 0 for v in s.values())
+    assert speedups(suite_records, "all", "baseline") == {}  # not applicable here: no ratio
+
+
+def test_bench_cli_writes_records_and_not_applicable_rows(tmp_path, capsys):
+    out = tmp_path / "bench"
+    rc = cli.main(["bench", "--model", "random:minilm_6_384_12", "--recipe", "baseline",
+                   "--recipe", "graph-pass-fp32", "--recipe", "+true_fp16", "--batch-sizes", "1,3",
+                   "--seq-length", "16", "--iters", "1", "--warmup", "0", "--output", str(out)])
+    assert rc == 0
+    rows = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    ok = [(r["recipe"], r["batch_size"]) for r in rows if r["status"] == "ok"]
+    assert sorted(ok) == [("baseline", 1), ("baseline", 3), ("graph-pass-fp32", 1),
+                          ("graph-pass-fp32", 3)]
+    (na,) = [r for r in rows if r["status"] != "ok"]
+    assert na["recipe"] == "+true_fp16" and na["status"] == "not applicable"
+    assert "needs a CUDA GPU" in na["reason"]
+    assert all(r["seq_length"] == 16 and r["device"] == "cpu" for r in rows if r["status"] == "ok")
+    assert "graph-pass-fp32" in (out / "table.md").read_text()
+
+
+def test_bench_cli_rejects_bad_input(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--recipe", "fastest"])
+    assert "invalid choice: 'fastest'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--batch-sizes", "1,0", "--output", str(tmp_path)])
+    assert "positive integer" in capsys.readouterr().err
