@@ -140,3 +140,56 @@ def sweep_batch_sizes(predictor, batch: Batch, batch_sizes, warmup: int = 3, ite
         loop = tqdm(sizes, desc="batch sizes", unit="size")
     return [record(predictor, measure(predictor, batch, b, warmup=warmup, iters=iters,
                                       max_seconds=max_seconds), **extra) for b in loop]
+
+
+def sweep_recipes(recipes, texts, batch_sizes, model: str = "embedded", task="SST", engine: str = "pt",
+                  device: str = "cpu", seq_length: int = 128, checkpoint=None, warmup: int = 3,
+                  iters: int = 20, max_seconds: float | None = None, progress: bool = False,
+                  vocab: str | None = None, **extra) -> list[dict]:
+    """Every recipe over every batch size on the same sentences: one record per point
+    (``extra`` fields are added to every record).
+
+    A recipe the engine cannot honour on ``device`` gives one ``status: "not applicable"``
+    record with the reason, and the sweep goes on.
+    """
+    from .api import load
+    from .recipe import NotApplicable, get_recipe
+    from .checkpoint import load_checkpoint
+    ckpt = checkpoint or load_checkpoint(model, vocab=vocab)
+    records = []
+    for recipe in recipes:
+        recipe = get_recipe(recipe)
+        try:
+            p = load(task=task, engine=engine, recipe=recipe, device=device, seq_length=seq_length,
+                     checkpoint=ckpt)
+        except NotApplicable as e:
+            records.append({"engine": engine, "recipe": recipe.name, "dtype": recipe.dtype,
+                            "device": device, "status": "not applicable", "reason": str(e), **extra})
+            continue
+        batch = p.featurize(texts)
+        records += sweep_batch_sizes(p, batch, batch_sizes, warmup=warmup, iters=iters,
+                                     max_seconds=max_seconds, progress=progress, status="ok",
+                                     examples=len(batch), of=len(batch), **extra)
+        del p
+    return records
+
+
+def read_records(path: str) -> list[dict]:
+    """Records from a JSONL file (``bertg4 bench``) or a JSON file holding one record or a
+    list (``bertg4 deploy --json``)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise FileNotFoundError(f"{path}: cannot read records ({e.strerror})") from None
+    try:
+        if path.endswith(".jsonl"):
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON{'L' if path.endswith('.jsonl') else ''} "
+                         f"(line {e.lineno}: {e.msg})") from None
+    records = data if isinstance(data, list) else [data]
+    if not all(isinstance(r, dict) for r in records):
+        raise ValueError(f"{path}: expected JSON objects (records)")
+    return records

@@ -93,6 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-seconds", type=float, default=10.0, help="time budget per point")
     b.add_argument("--output", default="bench_out", help="folder for records.jsonl and table.md")
 
+    c = sub.add_parser("cost", help="dollars per million requests from bench/deploy records",
+                       description="Price measured throughput per instance ($ per 1M requests = "
+                       "price per hour / (sequences/s x 3600) x 1e6) next to the article's figures "
+                       "(labelled references), and optionally the cost of meeting p99 latency "
+                       "targets with dynamic batching under Poisson load.")
+    c.add_argument("records", nargs="*", help="records.jsonl (bertg4 bench) or deploy JSON files")
+    c.add_argument("--instance", action="append",
+                   help="catalogue name or NAME=PRICE_PER_HOUR, repeatable (default: the current "
+                   "catalogue entries)")
+    c.add_argument("--slo-ms", help="comma-separated p99 latency targets in ms, e.g. 10,50,100")
+    c.add_argument("--list", action="store_true", help="print the instance catalogue and exit")
+    c.add_argument("--output", default="cost_out", help="folder for cost.md, cost.jsonl and PNGs")
+
     sub.add_parser("env", help="print versions and devices as JSON")
     return parser
 
@@ -106,6 +119,12 @@ def main(argv=None) -> int:
         info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         print(json.dumps(info, indent=2))
         return 0
+    if args.command == "cost":
+        try:
+            return _cost(args)
+        except (ValueError, KeyError, FileNotFoundError) as e:
+            print(f"bertg4 cost: error: {e}", file=sys.stderr)
+            return 2
     if args.command == "bench":
         try:
             return _bench(args)
@@ -145,37 +164,88 @@ def _bench(args) -> int:
         table = format_suite(records)
     else:
         from . import data as D
-        from .api import load
-        from .bench import sweep_batch_sizes
+        from .bench import sweep_recipes
         from .deploy import format_table
-        from .recipe import NotApplicable, ladder
-        sizes = args.batch_sizes
+        from .recipe import ladder
         names = args.recipe or ["baseline"]
         recipes = [r for n in names for r in (ladder() if n == "ladder" else [n])]
         sentences = D.sample_sst()
-        records, tables = [], []
-        for recipe in recipes:
-            try:
-                p = load(args.model, args.task, args.engine, recipe=recipe, device=args.device,
-                         seq_length=args.seq_length, vocab=args.vocab)
-            except NotApplicable as e:
-                name = getattr(recipe, "name", recipe)
-                print(f"{name}: not applicable: {e}")
-                records.append({"engine": args.engine, "recipe": name, "status": "not applicable",
-                                "reason": str(e)})
-                continue
-            batch = p.featurize(sentences.first)
-            rows = sweep_batch_sizes(p, batch, sizes, warmup=args.warmup, iters=args.iters,
-                                     max_seconds=args.max_seconds, status="ok",
-                                     data=sentences.source, examples=len(batch), of=len(batch))
-            records += rows
-            tables.append(format_table(rows))
+        records = sweep_recipes(recipes, sentences.first, args.batch_sizes, model=args.model,
+                                task=args.task, engine=args.engine, device=args.device,
+                                seq_length=args.seq_length, warmup=args.warmup, iters=args.iters,
+                                max_seconds=args.max_seconds, vocab=args.vocab, data=sentences.source)
+        tables = []
+        for r in records:
+            if r["status"] != "ok":
+                print(f"{r['recipe']}: {r['status']}: {r['reason']}")
+        for name in dict.fromkeys(r["recipe"] for r in records if r["status"] == "ok"):
+            tables.append(format_table([r for r in records if r["recipe"] == name]))
         table = "\n\n".join(tables)
     write_jsonl(records, os.path.join(args.output, "records.jsonl"))
     with open(os.path.join(args.output, "table.md"), "w", encoding="utf-8") as f:
         f.write(table + "\n")
     print(table)
     print(f"records: {os.path.join(args.output, 'records.jsonl')}")
+    return 0
+
+
+def _cost(args) -> int:
+    import os
+    from . import cost as K
+    from .bench import read_records, write_jsonl
+    if args.list:
+        for inst in K.CATALOGUE.values():
+            print(f"{inst.name:<18} ${inst.price_per_hour:<7g} {inst.gpu or 'CPU':<12} {inst.region} "
+                  f"({inst.date}) {inst.source}")
+        return 0
+    if not args.records:
+        raise ValueError("give one or more records files (records.jsonl from bertg4 bench, or "
+                         "deploy JSON records), or --list")
+    # timing records only (the ladder suite also writes numerics rows: kind "numerics")
+    records = [r for path in args.records for r in read_records(path) if r.get("kind", "timing") == "timing"]
+    names = args.instance or [n for n in K.CATALOGUE if "@" not in n]
+    instances = [K.parse_instance(n) for n in names]
+    rows = K.cost_table(records, instances)
+    if not rows:
+        raise ValueError("no successful timing records in " + ", ".join(args.records))
+    os.makedirs(args.output, exist_ok=True)
+    import matplotlib
+    matplotlib.use("Agg")
+    from . import plots
+    table = K.cost_markdown(rows)
+    plots.cost_per_million_bars(rows + list(K.ARTICLE_REFERENCE)).savefig(
+        os.path.join(args.output, "cost.png"), dpi=120, bbox_inches="tight")
+    out_rows = list(rows)
+    if args.slo_ms:
+        targets = [float(x) / 1e3 for x in args.slo_ms.split(",") if x.strip()]
+        slo_rows = []
+        keys = ("engine", "recipe", "seq_length", "dtype", "device_name")
+        ok = [r for r in records if r.get("status", "ok") == "ok"]
+        for group in dict.fromkeys(tuple(r.get(k) for k in keys) for r in ok):
+            curve = K.service_curve([r for r in ok if tuple(r.get(k) for k in keys) == group])
+            for inst in instances:
+                for row in K.slo_cost(curve, inst, targets):
+                    slo_rows.append({"kind": "slo", **dict(zip(keys, group)), **row})
+        table += "\n\n| instance | engine / recipe | seq | p99 target ms | best max batch | max wait ms | " \
+                 "requests/s | $ per 1M | $ per 1M without target |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        table += "\n".join(
+            f"| {r['instance']} | {r['engine']} / {r['recipe']} | {r['seq_length']} | "
+            f"{1e3 * r['p99_target_s']:g} | {r['max_batch']} | {1e3 * r['max_wait_s']:.1f} | "
+            f"{r['max_rate_per_s']:.1f} | "
+            f"{'not met' if r['dollars_per_million'] is None else format(r['dollars_per_million'], '.3f')} | "
+            f"{r['dollars_per_million_no_slo']:.3f} |" for r in slo_rows)
+        several = len({(r["engine"], r["recipe"], r["seq_length"], r["dtype"], r["device_name"])
+                       for r in slo_rows}) > 1
+        lines = [{**r, "instance": f"{r['instance']} | {r['engine']} {r['recipe']} seq {r['seq_length']}"}
+                 for r in slo_rows] if several else slo_rows
+        plots.cost_vs_latency_target(lines).savefig(os.path.join(args.output, "slo.png"), dpi=120,
+                                                       bbox_inches="tight")
+        out_rows += slo_rows
+    write_jsonl(out_rows, os.path.join(args.output, "cost.jsonl"))
+    with open(os.path.join(args.output, "cost.md"), "w", encoding="utf-8") as f:
+        f.write(table + "\n")
+    print(table)
+    print(f"written to {args.output}/: cost.md, cost.jsonl, cost.png" + (", slo.png" if args.slo_ms else ""))
     return 0
 
 

@@ -33,3 +33,191 @@ def latency_throughput(records: list[dict], highlight: int | None = None):
     ax1.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def cost_per_million_bars(rows: list[dict]):
+    """Dollars per 1M sequences per instance, one group of bars per sequence length.
+
+    ``rows``: :func:`bertg4.cost.cost_table` rows, optionally with
+    :data:`bertg4.cost.ARTICLE_REFERENCE` rows, which are hatched and labelled
+    "article (reference)". One bar per (instance, measured/reference, sequence length):
+    the cheapest row of that group, with its batch size. A ``*`` marks a price applied to
+    a measurement from other hardware (``hypothetical``). Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    if not rows:
+        raise ValueError("no cost rows to plot")
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["seq_length"], r.get("kind", "measured"), r["instance"])
+        if key not in best or r["dollars_per_million"] < best[key]["dollars_per_million"]:
+            best[key] = r
+    types = list(dict.fromkeys(k[2].split("@")[0] for k in best))
+    colors = {t: plt.cm.tab10(i % 10) for i, t in enumerate(types)}
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(best) + 2), 3.8))
+    x, ticks, labels, has_ref = 0.0, [], [], False
+    for seq in sorted({k[0] for k in best}):
+        group = sorted((k for k in best if k[0] == seq), key=lambda k: (k[1] != "reference", k[2]))
+        start = x
+        for key in group:
+            r = best[key]
+            ref = key[1] == "reference"
+            has_ref |= ref
+            ax.bar(x, r["dollars_per_million"], color=colors[key[2].split("@")[0]],
+                   hatch="//" if ref else None, edgecolor="black" if ref else None)
+            ax.annotate(f"${r['dollars_per_million']:.3g}\nb{r.get('batch_size')}",
+                        (x, r["dollars_per_million"]), ha="center", va="bottom", fontsize=7)
+            ticks.append(x)
+            labels.append(key[2] + ("*" if r.get("hypothetical") else ""))
+            x += 1.0
+        ax.text((start + x - 1.0) / 2, -0.28, f"seq {seq}", transform=ax.get_xaxis_transform(),
+                ha="center", va="top", fontsize=9)
+        x += 0.8
+    ax.set_xticks(ticks, labels, rotation=30, ha="right", fontsize=8)
+    ax.set(yscale="log", ylabel="$ per 1M sequences")
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi * 4)  # room for the labels above the bars
+    ax.grid(axis="y", alpha=0.3)
+    if has_ref:
+        ax.legend(handles=[Patch(facecolor="white", edgecolor="black", hatch="//",
+                                 label="article (reference)")], fontsize=8)
+    if any(r.get("hypothetical") for r in best.values()):
+        ax.set_title("* priced at an instance whose hardware did not run the measurement",
+                     fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cost_vs_latency_target(slo_rows: list[dict]):
+    """Dollars per 1M requests against the p99 latency target, one line per instance.
+
+    ``slo_rows``: rows from :func:`bertg4.cost.slo_cost` (concatenate several instances'
+    rows to compare them). Targets no setting meets are left out of the line. Each point
+    is annotated with its best max_batch. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+    if not slo_rows:
+        raise ValueError("no SLO rows to plot")
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for name in dict.fromkeys(r["instance"] for r in slo_rows):
+        pts = sorted((r["p99_target_s"] * 1e3, r["dollars_per_million"], r["max_batch"])
+                     for r in slo_rows if r["instance"] == name and r["dollars_per_million"] is not None)
+        if not pts:
+            continue
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name)
+        for t, d, b in pts:
+            ax.annotate(f"b{b}", (t, d), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    ax.set(xscale="log", yscale="log", xlabel="p99 latency target (ms)",
+           ylabel="$ per 1M requests")
+    ax.set_title("at the highest request rate whose p99 meets the target", fontsize=9)
+    ax.grid(alpha=0.3)
+    if ax.get_lines():
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no target met at any rate", transform=ax.transAxes, ha="center")
+    fig.tight_layout()
+    return fig
+
+
+def recipe_latency(records: list[dict], baseline: str | None = None, highlight: int | None = None):
+    """Latency per batch (p50) against batch size, one line per recipe, and each recipe's
+    speedup over ``baseline`` (default: the first recipe). Not-applicable rows are listed
+    in the title, not drawn. Returns the Figure."""
+    import matplotlib.pyplot as plt
+    ok = [r for r in records if r.get("status", "ok") == "ok"]
+    if not ok:
+        raise ValueError("no timed records to plot")
+    names = list(dict.fromkeys(r["recipe"] for r in ok))
+    baseline = baseline or names[0]
+    base = {r["batch_size"]: r["latency_ms_p50"] for r in ok if r["recipe"] == baseline}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name in names:
+        rows = sorted((r for r in ok if r["recipe"] == name), key=lambda r: r["batch_size"])
+        b = [r["batch_size"] for r in rows]
+        ax1.plot(b, [r["latency_ms_p50"] for r in rows], "o-", label=name)
+        pairs = [(r["batch_size"], base[r["batch_size"]] / r["latency_ms_p50"]) for r in rows
+                 if r["batch_size"] in base]
+        if pairs:
+            ax2.plot(*zip(*pairs), "o-", label=name)
+    sizes = sorted({r["batch_size"] for r in ok})
+    ax1.set(xscale="log", yscale="log", xlabel="batch size", ylabel="latency per batch, p50 (ms)")
+    ax2.set(xscale="log", xlabel="batch size", ylabel=f"speedup over {baseline}")
+    ax2.axhline(1.0, color="grey", lw=0.8)
+    for ax in (ax1, ax2):
+        ax.set_xticks(sizes, [str(x) for x in sizes])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+        if highlight is not None:
+            ax.axvline(highlight, color="tab:red", ls="--", lw=1)
+    ax1.legend(fontsize=7)
+    na = sorted({r["recipe"] for r in records if r.get("status") == "not applicable"})
+    r0 = ok[0]
+    title = f"{r0['model']} | {r0['engine']} | seq {r0['seq_length']} | {r0['device_name']}"
+    if na:
+        title += f"\nnot applicable here: {', '.join(na)}"
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def accumulation_error(rows: list[dict]):
+    """GEMM relative error against the inner dimension: fp32 accumulation (measured) and fp16
+    accumulation (emulated; the legend says so). Returns the Figure."""
+    import matplotlib.pyplot as plt
+    k = [r["k"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot(k, [r["fp32_accumulate_rel_error"] for r in rows], "o-", label="fp16 inputs, fp32 accumulation")
+    ax.plot(k, [r["fp16_accumulate_rel_error_emulated"] for r in rows], "s-",
+            label="fp16 accumulation (CPU emulation)")
+    ax.set(xscale="log", yscale="log", xlabel="inner dimension k", ylabel="max relative error")
+    ax.set_xticks(k, [str(x) for x in k])
+    ax.minorticks_off()
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def graph_nodes(report: dict, top: int = 12):
+    """Node counts by kind before and after the graph pass (the kinds that changed first).
+    Returns the Figure."""
+    import matplotlib.pyplot as plt
+    before, after = report["nodes_before"], report["nodes_after"]
+    kinds = sorted(set(before) | set(after),
+                   key=lambda k: (before.get(k, 0) == after.get(k, 0), -max(before.get(k, 0), after.get(k, 0))))
+    kinds = [k for k in kinds if k not in ("placeholder", "output")][:top]
+    y = range(len(kinds))
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(kinds) + 1.2))
+    ax.barh([i + 0.2 for i in y], [before.get(k, 0) for k in kinds], 0.4, label="before the pass")
+    ax.barh([i - 0.2 for i in y], [after.get(k, 0) for k in kinds], 0.4, label="after the pass")
+    ax.set_yticks(list(y), kinds, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("nodes in the torch.fx graph")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{report['bias_gelu_fused']} bias+GELU fused, {report['qkv_prearranged']} QKV "
+                 "tensors prearranged", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def interleaved_layout(rows: list[tuple[str, int, int]], heads: int):
+    """The fused QKV weight's rows, coloured by projection (q, k, v) and shaded by head, as
+    :func:`bertg4.explain.interleaved_rows` lists them. Returns the Figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    base = {"q": np.array([0.12, 0.47, 0.71]), "k": np.array([1.0, 0.5, 0.05]),
+            "v": np.array([0.17, 0.63, 0.17])}
+    img = np.array([[base[w] * (0.55 + 0.45 * (h % 2))] for w, h, _ in rows]).transpose(1, 0, 2)
+    fig, ax = plt.subplots(figsize=(10, 1.6))
+    ax.imshow(img, aspect="auto", interpolation="nearest")
+    ax.set_yticks([])
+    block = len(rows) // heads
+    ax.set_xticks([h * block + block / 2 - 0.5 for h in range(heads)],
+                  [f"head {h}" for h in range(heads)], fontsize=7)
+    for h in range(1, heads):
+        ax.axvline(h * block - 0.5, color="white", lw=1.5)
+    ax.set_xlabel("rows of the fused (3·hidden, hidden) weight: [q_h; k_h; v_h] per head "
+                  "(blue q, orange k, green v)", fontsize=8)
+    fig.tight_layout()
+    return fig

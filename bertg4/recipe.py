@@ -78,6 +78,7 @@ def ladder() -> list[Recipe]:
 
 
 EXTRA = [Recipe("bf16", "bfloat16"), Recipe("sdpa-fp16", "float16", attention="sdpa"),
+         Recipe("sdpa-fp32", attention="sdpa"),
          Recipe("interleaved-fp32", attention="interleaved"),
          Recipe("graph-pass-fp32", attention="interleaved", graph_pass=True)]
 RECIPES = {r.name: r for r in ladder() + EXTRA}

@@ -104,7 +104,7 @@ def run_suite(name: str = "gpu", log=print, **overrides) -> list[dict]:
         del p
 
     for label, compiled in (("hf sdpa", False), ("hf sdpa + torch.compile", True)):
-        recipe = get_recipe("sdpa-fp16", dtype=None if device == "cuda" else "float32")
+        recipe = get_recipe("sdpa-fp16" if device == "cuda" else "sdpa-fp32")
         if compiled and not cfg["compile_sizes"]:
             continue
         p = load(task="SST", engine="hf", recipe=recipe, device=device, seq_length=L, checkpoint=ckpt)

@@ -29,3 +29,38 @@ def batch_size_slider(records: list[dict]):
     slider = widgets.SelectionSlider(options=sizes, value=sizes[0], description="batch size",
                                      continuous_update=False)
     return widgets.interactive(batch_size_view(records), batch_size=slider)
+
+
+def recipe_view(records: list[dict], baseline: str | None = None):
+    """A pure function ``view(batch_size) -> {recipe: speedup over baseline}`` that draws
+    :func:`bertg4.plots.recipe_latency` with that batch size marked."""
+    ok = [r for r in records if r.get("status", "ok") == "ok"]
+    names = list(dict.fromkeys(r["recipe"] for r in ok))
+    baseline = baseline or names[0]
+    lat = {(r["recipe"], r["batch_size"]): r["latency_ms_p50"] for r in ok}
+
+    def view(batch_size: int) -> dict:
+        if (baseline, batch_size) not in lat:
+            raise ValueError(f"batch size {batch_size} was not measured for {baseline}")
+        import matplotlib.pyplot as plt
+        from .plots import recipe_latency
+        fig = recipe_latency(records, baseline, highlight=batch_size)
+        plt.show()
+        plt.close(fig)
+        speedup = {n: lat[(baseline, batch_size)] / lat[(n, batch_size)] for n in names
+                   if (n, batch_size) in lat}
+        for n, s in speedup.items():
+            print(f"batch {batch_size}: {n:<22} {lat[(n, batch_size)]:9.2f} ms per batch, "
+                  f"{s:5.2f}x {baseline}")
+        return speedup
+
+    return view
+
+
+def recipe_slider(records: list[dict], baseline: str | None = None):
+    """``ipywidgets.interactive`` over :func:`recipe_view`; ``w.result`` maps recipe -> speedup."""
+    import ipywidgets as widgets
+    sizes = sorted({r["batch_size"] for r in records if r.get("status", "ok") == "ok"})
+    slider = widgets.SelectionSlider(options=sizes, value=sizes[0], description="batch size",
+                                     continuous_update=False)
+    return widgets.interactive(recipe_view(records, baseline), batch_size=slider)

@@ -118,6 +118,7 @@ def node_counts(gm: torch.fx.GraphModule) -> collections.Counter:
 def apply(module: nn.Module) -> tuple[torch.fx.GraphModule, dict]:
     """Trace (if needed) and rewrite; returns the module and a report of what changed."""
     gm = trace(module)
+    gm.graph.eliminate_dead_code()  # count only what the forward uses, before and after
     before = node_counts(gm)
     fused = _fuse_bias_gelu(gm)
     prearranged = _prearrange_qkv(gm)

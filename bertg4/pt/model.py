@@ -64,17 +64,21 @@ class Bert(nn.Module):
         return self.embed_ln(x)
 
     def forward(self, input_ids, token_types, valid_length, all_layers: bool = False):
-        key_mask = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] < valid_length[:, None]
+        key_mask = None  # the interleaved attention masks by valid_length inside its softmax
+        if not self.seq_first:
+            key_mask = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] < valid_length[:, None]
         x = self.embed(input_ids, token_types)
         if self.seq_first:
             x = x.transpose(0, 1).contiguous()
         hidden = [x]
         for layer in self.layers:
             x = layer(x, valid_length, key_mask)
-            hidden.append(x)
+            if all_layers:
+                hidden.append(x)
         if self.seq_first:
             x = x.transpose(0, 1)
-            hidden = [t.transpose(0, 1) for t in hidden]
+            if all_layers:
+                hidden = [t.transpose(0, 1) for t in hidden]
         pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
         if all_layers:
             return hidden, pooled
