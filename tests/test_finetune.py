@@ -1,0 +1,74 @@
+"""`bertg4 finetune`: training really learns, the written checkpoint is the trained model,
+and bad arguments are refused. (The documented CPU schedule's accuracy is a recorded run,
+see README, not a test.)"""
+import json
+
+import numpy as np
+import pytest
+
+import bertg4
+from bertg4 import cli
+from bertg4 import data as D
+from bertg4.finetune import finetune
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ft")
+    sample = D.sample_sst()
+    # memorise the 32 labelled sample sentences: gradients must flow through the whole model
+    summary = finetune("embedded", "SST", "tiny", output=str(out), train=sample, dev=sample,
+                       progress=False, log=lambda *_: None, epochs=10, lr=2e-4, batch_size=8)
+    return out, summary, sample
+
+
+def test_training_learns(tiny_run):
+    out, summary, sample = tiny_run
+    assert summary["steps"] == 40 and summary["train_sentences"] == 32
+    assert summary["dev_accuracy"] >= 0.9
+    rows = [json.loads(line) for line in (out / "finetune_log.jsonl").read_text().splitlines()]
+    assert rows[-1]["dev_accuracy"] == summary["dev_accuracy"] and rows[0]["loss"] > 0
+
+
+def test_written_checkpoint_is_the_trained_model(tiny_run):
+    out, summary, sample = tiny_run
+    p = bertg4.load(str(out), task="SST", seq_length=32)
+    assert not any("randomly initialised" in n for n in p.notes)
+    acc = float((p.predict(sample.first) == np.asarray(sample.labels)).mean())
+    assert acc == summary["dev_accuracy"]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["num_labels"] == 2 and cfg["bertg4"]["finetune"]["schedule"] == "tiny"
+
+
+def test_finetune_refuses_bad_arguments(tmp_path, capsys):
+    with pytest.raises(ValueError, match="unknown schedule"):
+        finetune(schedule="fast", output=str(tmp_path))
+    with pytest.raises(ValueError, match="MRPC is not supported"):
+        finetune(task="MRPC", output=str(tmp_path))
+    with pytest.raises(ValueError, match="invalid schedule"):
+        finetune(schedule="tiny", lr=-1.0, output=str(tmp_path), train=D.sample_sst(), dev=D.sample_sst())
+    assert cli.main(["finetune", "--model", str(tmp_path / "nothing"), "--output", str(tmp_path)]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_accuracy_and_agreement_per_engine_and_rung(tiny_run):
+    from bertg4.accuracy import format_accuracy, rung_accuracy
+    out, summary, sample = tiny_run
+    rows = rung_accuracy(str(out), "SST", "cpu", engines=("pt", "hf"), data=sample, seq_length=32,
+                         recipes=["fp16", "+true_fp16", "interleaved-fp32", "sdpa-fp32"], log=lambda *_: None)
+    by = {(r["engine"], r["recipe"]): r for r in rows}
+    assert list(by)[0] == ("pt", "baseline")  # the reference is always first
+    assert by[("pt", "baseline")]["accuracy"] == summary["dev_accuracy"]
+    assert by[("pt", "+true_fp16")]["status"] == "not applicable"
+    for key in (("pt", "interleaved-fp32"), ("pt", "sdpa-fp32"), ("hf", "sdpa-fp32")):
+        assert by[key]["agreement_vs_fp32"] == 1.0 and by[key]["max_abs_logit_diff"] < 1e-4, key
+    assert by[("pt", "fp16")]["finite"] and by[("pt", "fp16")]["max_abs_logit_diff"] < 0.05
+    assert ("hf", "interleaved-fp32") not in by or by[("hf", "interleaved-fp32")]["status"] == "not applicable"
+    table = format_accuracy(rows)
+    assert "| pt | +true_fp16 | float16 | n/a |" in table
+
+
+def test_accuracy_needs_a_trained_head():
+    from bertg4.accuracy import rung_accuracy
+    with pytest.raises(ValueError, match="no classifier head"):
+        rung_accuracy("embedded", data=D.sample_sst())
