@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from .recipe import RECIPES
+from .recipe import RECIPES, get_recipe
 from .tasks import TASKS
 
 
@@ -80,18 +80,32 @@ def build_parser() -> argparse.ArgumentParser:
                    "transformers (gpu: BERT-base seq 128, batch 1/8/32/128; cpu: small sizes)")
     b.add_argument("--model", default="random:bert_12_768_12")
     b.add_argument("--vocab", help="vocab.txt (random models use the embedded one when present)")
-    b.add_argument("--task", type=_task, default="SST")
-    b.add_argument("--engine", default="pt", choices=["pt", "hf"])
+    b.add_argument("--task", type=_task, action="append", help="repeatable: SST, QA, ... (default SST)")
+    b.add_argument("--engine", action="append", choices=["pt", "hf"], help="repeatable (default pt)")
     b.add_argument("--recipe", action="append", choices=list(RECIPES) + ["ladder"],
                    help="repeatable; 'ladder' = every rung (default baseline)")
-    b.add_argument("--batch-sizes", type=_size_list, default=[1, 8, 32, 128],
-                   help="comma-separated (default 1,8,32,128)")
-    b.add_argument("--seq-length", type=_positive_int, default=128)
+    b.add_argument("--batch-sizes", type=_size_list,
+                   help="comma-separated (default the article's 1,4,8,16,32,64,128,300)")
+    b.add_argument("--seq-length", "--seq-lengths", dest="seq_lengths", type=_size_list,
+                   help="comma-separated (default the article's 80,128,384)")
     b.add_argument("--device", default="cpu")
-    b.add_argument("--iters", type=_positive_int, default=20)
+    b.add_argument("--iters", type=_positive_int, default=20, help="timed batches per point (default 20)")
     b.add_argument("--warmup", type=int, default=3)
-    b.add_argument("--max-seconds", type=float, default=10.0, help="time budget per point")
-    b.add_argument("--output", default="bench_out", help="folder for records.jsonl and table.md")
+    b.add_argument("--max-seconds", type=float, default=10.0, help="time budget per point (default 10)")
+    b.add_argument("--quick", action="store_true",
+                   help="CI-sized: batch 1,2, seq 16, 2 timed batches (explicit sizes still win)")
+    b.add_argument("--fresh", action="store_true",
+                   help="start over instead of resuming the points already in records.jsonl")
+    b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--output", default="bench_out",
+                   help="folder for records.jsonl, table.md, report.md and PNGs")
+
+    r = sub.add_parser("report", help="tables and figures from bench records",
+                       description="Turn records (records.jsonl from bertg4 bench) into report.md and "
+                       "PNG figures: latency and throughput against batch size per sequence length, "
+                       "and each recipe's speedup per batch size.")
+    r.add_argument("records", nargs="+")
+    r.add_argument("--output", default="report_out")
 
     c = sub.add_parser("cost", help="dollars per million requests from bench/deploy records",
                        description="Price measured throughput per instance ($ per 1M requests = "
@@ -195,6 +209,19 @@ def main(argv=None) -> int:
         except (ValueError, KeyError, FileNotFoundError) as e:
             print(f"bertg4 cost: error: {e}", file=sys.stderr)
             return 2
+    if args.command == "report":
+        import os
+        from .bench import read_records
+        from .sweep import format_report, write_report
+        try:
+            records = [r for path in args.records for r in read_records(path)]
+            paths = write_report(records, args.output)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"bertg4 report: error: {e}", file=sys.stderr)
+            return 2
+        print(format_report(records))
+        print("written: " + ", ".join(paths))
+        return 0
     if args.command == "bench":
         try:
             return _bench(args)
@@ -233,24 +260,33 @@ def _bench(args) -> int:
         records = run_suite(args.suite, vocab=args.vocab)
         table = format_suite(records)
     else:
-        from . import data as D
-        from .bench import sweep_recipes
-        from .deploy import format_table
         from .recipe import ladder
+        from .sweep import ARTICLE_BATCH_SIZES, ARTICLE_SEQ_LENGTHS, QUICK, plan, read_sweep, run_sweep, \
+            write_report
+        q = QUICK if args.quick else {}
         names = args.recipe or ["baseline"]
-        recipes = [r for n in names for r in (ladder() if n == "ladder" else [n])]
-        sentences = D.sample_sst()
-        records = sweep_recipes(recipes, sentences.first, args.batch_sizes, model=args.model,
-                                task=args.task, engine=args.engine, device=args.device,
-                                seq_length=args.seq_length, warmup=args.warmup, iters=args.iters,
-                                max_seconds=args.max_seconds, vocab=args.vocab, data=sentences.source)
-        tables = []
+        recipes = list(dict.fromkeys(r.name for n in names for r in (ladder() if n == "ladder" else [get_recipe(n)])))
+        points = plan(args.engine or ["pt"], recipes, args.task or ["SST"],
+                      args.seq_lengths or q.get("seq_lengths", ARTICLE_SEQ_LENGTHS),
+                      args.batch_sizes or q.get("batch_sizes", ARTICLE_BATCH_SIZES))
+        path = os.path.join(args.output, "records.jsonl")
+        run_sweep(points, path, model=args.model, device=args.device,
+                  warmup=q.get("warmup", args.warmup), iters=q.get("iters", args.iters),
+                  max_seconds=q.get("max_seconds", args.max_seconds), resume=not args.fresh,
+                  progress=not args.no_progress, vocab=args.vocab)
+        records = [r for r in read_sweep(path) if r.get("sweep_model") == args.model
+                   and r.get("device") == args.device]
         for r in records:
             if r["status"] != "ok":
-                print(f"{r['recipe']}: {r['status']}: {r['reason']}")
-        for name in dict.fromkeys(r["recipe"] for r in records if r["status"] == "ok"):
-            tables.append(format_table([r for r in records if r["recipe"] == name]))
-        table = "\n\n".join(tables)
+                print(f"{r['engine']} {r['recipe']} {r['task']} seq {r['seq_length']} batch "
+                      f"{r['batch_size']}: {r['status']}: {r['reason']}")
+        paths = write_report(records, args.output)
+        with open(os.path.join(args.output, "table.md"), "w", encoding="utf-8") as f:
+            from .sweep import format_report
+            f.write(format_report(records) + "\n")
+        print(format_report(records))
+        print(f"records: {path}; report: {', '.join(paths)}")
+        return 0
     write_jsonl(records, os.path.join(args.output, "records.jsonl"))
     with open(os.path.join(args.output, "table.md"), "w", encoding="utf-8") as f:
         f.write(table + "\n")

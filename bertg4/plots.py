@@ -221,3 +221,31 @@ def interleaved_layout(rows: list[tuple[str, int, int]], heads: int):
                   "(blue q, orange k, green v)", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def latency_by_seq_length(records: list[dict]):
+    """Latency per batch (p50) and sequences/s against batch size, one line per sequence
+    length (the article's first two figures), for one engine, recipe and task."""
+    import matplotlib.pyplot as plt
+    ok = [r for r in records if r.get("status", "ok") == "ok"]
+    if not ok:
+        raise ValueError("no timed records to plot")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for seq in sorted({r["seq_length"] for r in ok}):
+        rows = sorted((r for r in ok if r["seq_length"] == seq), key=lambda r: r["batch_size"])
+        b = [r["batch_size"] for r in rows]
+        ax1.plot(b, [r["latency_ms_p50"] for r in rows], "o-", label=f"seq {seq}")
+        ax2.plot(b, [r["sequences_per_s"] for r in rows], "o-", label=f"seq {seq}")
+    sizes = sorted({r["batch_size"] for r in ok})
+    ax1.set(xscale="log", yscale="log", xlabel="batch size", ylabel="latency per batch, p50 (ms)")
+    ax2.set(xscale="log", xlabel="batch size", ylabel="sequences / s")
+    for ax in (ax1, ax2):
+        ax.set_xticks(sizes, [str(x) for x in sizes])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    r0 = ok[0]
+    fig.suptitle(f"{r0['model']} | {r0['engine']} {r0['recipe']} ({r0['dtype']}) | {r0['task']} | "
+                 f"{r0['device_name']}", fontsize=9)
+    fig.tight_layout()
+    return fig

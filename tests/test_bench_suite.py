@@ -64,19 +64,46 @@ def test_suite_table_and_speedups(suite_records):
 
 def test_bench_cli_writes_records_and_not_applicable_rows(tmp_path, capsys):
     out = tmp_path / "bench"
-    rc = cli.main(["bench", "--model", "random:minilm_6_384_12", "--recipe", "baseline",
-                   "--recipe", "graph-pass-fp32", "--recipe", "+true_fp16", "--batch-sizes", "1,3",
-                   "--seq-length", "16", "--iters", "1", "--warmup", "0", "--output", str(out)])
-    assert rc == 0
+    args = ["bench", "--model", "random:minilm_6_384_12", "--recipe", "baseline", "--recipe",
+            "graph-pass-fp32", "--recipe", "+true_fp16", "--seq-length", "16", "--iters", "1",
+            "--warmup", "0", "--no-progress", "--output", str(out)]
+    assert cli.main(args + ["--batch-sizes", "1,3"]) == 0
     rows = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     ok = [(r["recipe"], r["batch_size"]) for r in rows if r["status"] == "ok"]
     assert sorted(ok) == [("baseline", 1), ("baseline", 3), ("graph-pass-fp32", 1),
                           ("graph-pass-fp32", 3)]
-    (na,) = [r for r in rows if r["status"] != "ok"]
-    assert na["recipe"] == "+true_fp16" and na["status"] == "not applicable"
-    assert "needs a CUDA GPU" in na["reason"]
-    assert all(r["seq_length"] == 16 and r["device"] == "cpu" for r in rows if r["status"] == "ok")
+    na = [r for r in rows if r["status"] != "ok"]
+    assert [(r["recipe"], r["batch_size"], r["status"]) for r in na] == [
+        ("+true_fp16", 1, "not applicable"), ("+true_fp16", 3, "not applicable")]
+    assert "needs a CUDA GPU" in na[0]["reason"]
+    assert all(r["seq_length"] == 16 and r["device"] == "cpu" for r in rows)
     assert "graph-pass-fp32" in (out / "table.md").read_text()
+    assert (out / "speedup_pt_SST_16.png").stat().st_size > 1000
+
+    # run again with one more batch size: only the new points are measured
+    assert cli.main(args + ["--batch-sizes", "1,3,2"]) == 0
+    again = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert again[:len(rows)] == rows and len(again) == len(rows) + 3
+    assert sorted((r["recipe"], r["batch_size"]) for r in again[len(rows):]) == [
+        ("+true_fp16", 2), ("baseline", 2), ("graph-pass-fp32", 2)]
+    assert "resuming: 6 of 9 points" in capsys.readouterr().out
+
+
+def test_bench_quick_sweep_over_tasks_and_engines_and_report(tmp_path):
+    out = tmp_path / "quick"
+    assert cli.main(["bench", "--quick", "--model", "random:minilm_6_384_12", "--task", "SST",
+                     "--task", "QA", "--engine", "pt", "--engine", "hf", "--recipe", "sdpa-fp32",
+                     "--no-progress", "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert {(r["engine"], r["task"], r["batch_size"]) for r in rows} == {
+        (e, t, b) for e in ("pt", "hf") for t in ("SST", "QA") for b in (1, 2)}
+    assert all(r["status"] == "ok" and r["seq_length"] == 16 and r["iterations"] == 2 for r in rows)
+    assert all(r["tflops_achieved"] > 0 and r["versions"]["torch"] and r["command"] for r in rows)
+    report = tmp_path / "report"
+    assert cli.main(["report", str(out / "records.jsonl"), "--output", str(report)]) == 0
+    assert "| batch | ms/batch mean |" in (report / "report.md").read_text()
+    assert (report / "latency_pt_sdpa-fp32_QA.png").stat().st_size > 1000
+    assert (report / "speedup_pt_SST_16.png").exists() is False  # one recipe: no speedup figure
 
 
 def test_bench_cli_rejects_bad_input(tmp_path, capsys):

@@ -1,0 +1,201 @@
+"""Benchmark sweeps: engines x recipes x tasks x sequence lengths x batch sizes, resumable.
+
+Every point is one record, appended to a JSONL file as soon as it is measured, so an
+interrupted sweep loses at most the point it was on; run the same command again and the
+points already in the file are skipped. Points that cannot run (a recipe the device cannot
+honour, out of memory) are recorded with that status and the sweep goes on.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+from . import data as D
+from .bench import measure, record
+from .recipe import NotApplicable, get_recipe
+from .tasks import get_task
+
+ARTICLE_BATCH_SIZES = (1, 4, 8, 16, 32, 64, 128, 300)
+ARTICLE_SEQ_LENGTHS = (80, 128, 384)
+QUICK = dict(batch_sizes=(1, 2), seq_lengths=(16,), iters=2, warmup=1, max_seconds=2.0)
+
+
+@dataclass(frozen=True)
+class Point:
+    engine: str
+    recipe: str
+    task: str
+    seq_length: int
+    batch_size: int
+
+
+def plan(engines, recipes, tasks, seq_lengths, batch_sizes) -> list[Point]:
+    """Every combination, in the order they run (one predictor per engine/recipe/task/seq)."""
+    return [Point(e, get_recipe(r).name, get_task(t).name, int(s), int(b))
+            for e in engines for r in recipes for t in tasks for s in seq_lengths for b in batch_sizes]
+
+
+def point_of(rec: dict) -> Point | None:
+    try:
+        return Point(rec["engine"], rec["recipe"], rec["task"], int(rec["seq_length"]), int(rec["batch_size"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def read_done(path: str, model: str, device: str) -> set[Point]:
+    """Points of ``path`` already measured (or settled: not applicable, out of memory) for
+    this model and device."""
+    if not os.path.isfile(path):
+        return set()
+    done = set()
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise ValueError(f"{path}: line {n} is not JSON; an interrupted write? remove that "
+                                 "line to resume") from None
+            if rec.get("sweep_model") == model and rec.get("device") == device and point_of(rec):
+                done.add(point_of(rec))
+    return done
+
+
+def _inputs(task, n: int = 32):
+    if get_task(task).kind == "qa":
+        qa = D.sample_qa()
+        return list(zip(qa.questions, qa.contexts)), qa.source
+    try:
+        ts = D.load_sst2("dev")
+    except FileNotFoundError:
+        ts = D.sample_sst()
+    return ts.first[:max(n, 1)], ts.source
+
+
+def run_sweep(points: list[Point], output: str, model: str = "random:bert_12_768_12",
+              device: str = "cpu", warmup: int = 3, iters: int = 20, max_seconds: float | None = 10.0,
+              resume: bool = True, progress: bool = True, vocab: str | None = None, log=print) -> list[dict]:
+    """Measure every point not yet in ``output`` (JSONL); returns the records written now."""
+    import torch
+    from .api import load
+    from .checkpoint import load_checkpoint
+    done = read_done(output, model, device) if resume else set()
+    if not resume and os.path.exists(output):
+        os.remove(output)
+    todo = [p for p in points if p not in done]
+    if len(todo) < len(points):
+        log(f"resuming: {len(points) - len(todo)} of {len(points)} points already in {output}")
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    ckpt = load_checkpoint(model, vocab=vocab) if todo else None
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(todo), desc="sweep", unit="point")
+    written, predictors = [], {}
+    with open(output, "a", encoding="utf-8") as f:
+        def put(rec):
+            rec = {**rec, "sweep_model": model}
+            f.write(json.dumps(rec, default=str) + "\n")
+            f.flush()
+            written.append(rec)
+            if bar is not None:
+                bar.update(1)
+        try:
+            for p in todo:
+                base = {**asdict(p), "device": device}
+                group = (p.engine, p.recipe, p.task, p.seq_length)
+                if group not in predictors:
+                    predictors.clear()  # one predictor alive at a time
+                    try:
+                        pred = load(task=p.task, engine=p.engine, recipe=p.recipe, device=device,
+                                    seq_length=p.seq_length, checkpoint=ckpt)
+                        texts, source = _inputs(p.task)
+                        feats = pred.featurize(texts)
+                        predictors[group] = (pred, getattr(feats, "batch", feats), source, None)
+                    except NotApplicable as e:
+                        predictors[group] = (None, None, None, str(e))
+                pred, batch, source, reason = predictors[group]
+                if pred is None:
+                    put({**base, "dtype": get_recipe(p.recipe).dtype, "status": "not applicable",
+                         "reason": reason})
+                    continue
+                try:
+                    t = measure(pred, batch, p.batch_size, warmup=warmup, iters=iters,
+                                max_seconds=max_seconds)
+                except torch.cuda.OutOfMemoryError as e:
+                    torch.cuda.empty_cache()
+                    put({**base, "dtype": pred.recipe.dtype, "status": "out of memory",
+                         "reason": str(e).splitlines()[0]})
+                    continue
+                put(record(pred, t, status="ok", data=source, examples=len(batch)))
+        finally:
+            if bar is not None:
+                bar.close()
+    return written
+
+
+def read_sweep(path: str) -> list[dict]:
+    from .bench import read_records
+    return read_records(path)
+
+
+def format_report(records: list[dict]) -> str:
+    """One Markdown table per (engine, recipe, task, sequence length): latency per batch
+    (mean, p50, p90, p99), per sequence, sequences/s, TFLOP/s; then the points that did not run."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    groups = list(dict.fromkeys((r["engine"], r["recipe"], r["task"], r["seq_length"]) for r in ok))
+    parts = []
+    for g in groups:
+        rows = sorted((r for r in ok if (r["engine"], r["recipe"], r["task"], r["seq_length"]) == g),
+                      key=lambda r: r["batch_size"])
+        r0 = rows[0]
+        parts.append(f"**{g[0]} {g[1]} ({r0['dtype']}), {g[2]}, seq {g[3]}** — {r0['model']} on "
+                     f"{r0['device_name']}\n\n"
+                     "| batch | ms/batch mean | p50 | p90 | p99 | ms/sequence | sequences/s | TFLOP/s |\n"
+                     "|---:|---:|---:|---:|---:|---:|---:|---:|\n" +
+                     "\n".join(f"| {r['batch_size']} | {r['latency_ms_mean']:.2f} | {r['latency_ms_p50']:.2f} | "
+                               f"{r['latency_ms_p90']:.2f} | {r['latency_ms_p99']:.2f} | "
+                               f"{r['latency_ms_per_sequence']:.3f} | {r['sequences_per_s']:.1f} | "
+                               f"{r['tflops_achieved']:.2f} |" for r in rows))
+    other = [r for r in records if r.get("status") != "ok"]
+    if other:
+        seen = dict.fromkeys((r.get("engine"), r.get("recipe"), r.get("task"), r.get("status"),
+                              r.get("reason", "")) for r in other)
+        parts.append("Did not run:\n\n" + "\n".join(f"- {e} {rc} {t}: {s} — {why}" for e, rc, t, s, why in seen))
+    return "\n\n".join(parts) if parts else "no records"
+
+
+def write_report(records: list[dict], out_dir: str) -> list[str]:
+    """``report.md`` and PNGs: latency/throughput against batch size per sequence length
+    (per engine/recipe/task), and each recipe's speedup per batch size (per engine/task/seq)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from . import plots
+    os.makedirs(out_dir, exist_ok=True)
+    paths = [os.path.join(out_dir, "report.md")]
+    with open(paths[0], "w", encoding="utf-8") as f:
+        f.write(format_report(records) + "\n")
+    ok = [r for r in records if r.get("status") == "ok"]
+
+    def slug(*parts):
+        return "_".join(str(p).replace("+", "").replace("/", "-").replace(" ", "-") for p in parts)
+
+    for e, rc, t in dict.fromkeys((r["engine"], r["recipe"], r["task"]) for r in ok):
+        rows = [r for r in ok if (r["engine"], r["recipe"], r["task"]) == (e, rc, t)]
+        fig = plots.latency_by_seq_length(rows)
+        paths.append(os.path.join(out_dir, f"latency_{slug(e, rc, t)}.png"))
+        fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    for e, t, s in dict.fromkeys((r["engine"], r["task"], r["seq_length"]) for r in ok):
+        rows = [r for r in records if (r.get("engine"), r.get("task"), r.get("seq_length")) == (e, t, s)
+                or (r.get("status") != "ok" and (r.get("engine"), r.get("task")) == (e, t))]
+        if len({r["recipe"] for r in rows if r.get("status") == "ok"}) < 2:
+            continue
+        fig = plots.recipe_latency(rows)
+        paths.append(os.path.join(out_dir, f"speedup_{slug(e, t, s)}.png"))
+        fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    return paths
