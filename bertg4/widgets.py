@@ -64,3 +64,37 @@ def recipe_slider(records: list[dict], baseline: str | None = None):
     slider = widgets.SelectionSlider(options=sizes, value=sizes[0], description="batch size",
                                      continuous_update=False)
     return widgets.interactive(recipe_view(records, baseline), batch_size=slider)
+
+
+def cost_view(records: list[dict], instances):
+    """A pure function ``view(batch_size, seq_length) -> {instance: $ per 1M}`` over timing
+    records, priced at ``instances`` (catalogue names, ``name=price`` or Instances)."""
+    from .cost import cost_per_million, parse_instance
+    insts = [parse_instance(i) for i in instances]
+    by = {(r["batch_size"], r["seq_length"]): r for r in records if r.get("status", "ok") == "ok"}
+
+    def view(batch_size: int, seq_length: int) -> dict:
+        r = by.get((batch_size, seq_length))
+        if r is None:
+            raise ValueError(f"batch {batch_size} at seq {seq_length} was not measured")
+        out = {i.name: cost_per_million(i.price_per_hour, r["sequences_per_s"]) for i in insts}
+        print(f"batch {batch_size}, seq {seq_length}: {r['latency_ms_p50']:.2f} ms per batch, "
+              f"{r['sequences_per_s']:.1f} sequences/s on {r['device_name']}")
+        for name, dollars in out.items():
+            print(f"  {name:<20} ${dollars:.3f} per million requests")
+        return out
+
+    return view
+
+
+def cost_slider(records: list[dict], instances):
+    """``ipywidgets.interactive`` over :func:`cost_view` with batch-size and sequence-length sliders."""
+    import ipywidgets as widgets
+    ok = [r for r in records if r.get("status", "ok") == "ok"]
+    sizes, seqs = sorted({r["batch_size"] for r in ok}), sorted({r["seq_length"] for r in ok})
+    return widgets.interactive(
+        cost_view(records, instances),
+        batch_size=widgets.SelectionSlider(options=sizes, value=sizes[-1], description="batch size",
+                                           continuous_update=False),
+        seq_length=widgets.SelectionSlider(options=seqs, value=seqs[0], description="seq length",
+                                           continuous_update=False))
