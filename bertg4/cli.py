@@ -167,66 +167,13 @@ def main(argv=None) -> int:
         info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         print(json.dumps(info, indent=2))
         return 0
-    if args.command == "finetune":
-        from .checkpoint import CheckpointError
-        from .finetune import finetune
-        try:
-            if args.download_data:
-                from . import data as D
-                args.data_dir = D.download_sst2()
-            finetune(args.model, args.task, args.schedule, output=args.output, device=args.device,
-                     data_dir=args.data_dir, progress=not args.no_progress, epochs=args.epochs,
-                     lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
-                     max_train=args.max_train, seed=args.seed)
-        except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
-            print(f"bertg4 finetune: error: {e}", file=sys.stderr)
-            return 2
-        return 0
-    if args.command == "accuracy":
-        import os
-        from . import data as D
-        from .accuracy import format_accuracy, rung_accuracy
-        from .bench import write_jsonl
+    if args.command in _HANDLERS:
         from .checkpoint import CheckpointError
         try:
-            data = D.read_tsv(args.data) if args.data else D.load_sst2("dev", args.data_dir)
-            rows = rung_accuracy(args.model, args.task, args.device, args.engine or ["pt", "hf"],
-                                 args.recipe, data,
-                                 args.seq_length)
-        except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
-            print(f"bertg4 accuracy: error: {e}", file=sys.stderr)
-            return 2
-        os.makedirs(args.output, exist_ok=True)
-        write_jsonl(rows, os.path.join(args.output, "records.jsonl"))
-        table = format_accuracy(rows)
-        with open(os.path.join(args.output, "table.md"), "w", encoding="utf-8") as fh:
-            fh.write(table + "\n")
-        print(table)
-        return 0
-    if args.command == "cost":
-        try:
-            return _cost(args)
-        except (ValueError, KeyError, FileNotFoundError) as e:
-            print(f"bertg4 cost: error: {e}", file=sys.stderr)
-            return 2
-    if args.command == "report":
-        import os
-        from .bench import read_records
-        from .sweep import format_report, write_report
-        try:
-            records = [r for path in args.records for r in read_records(path)]
-            paths = write_report(records, args.output)
-        except (ValueError, FileNotFoundError) as e:
-            print(f"bertg4 report: error: {e}", file=sys.stderr)
-            return 2
-        print(format_report(records))
-        print("written: " + ", ".join(paths))
-        return 0
-    if args.command == "bench":
-        try:
-            return _bench(args)
-        except (ValueError, FileNotFoundError, RuntimeError) as e:
-            print(f"bertg4 bench: error: {e}", file=sys.stderr)
+            return _HANDLERS[args.command](args)
+        except (CheckpointError, ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
+            message = e.args[0] if isinstance(e, KeyError) and e.args else e
+            print(f"bertg4 {args.command}: error: {message}", file=sys.stderr)
             return 2
     from .checkpoint import CheckpointError
     from .config import ConfigError
@@ -248,6 +195,45 @@ def main(argv=None) -> int:
             RuntimeError, NotImplementedError) as e:
         print(f"bertg4 deploy: error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _finetune(args) -> int:
+    from .finetune import finetune
+    if args.download_data:
+        from . import data as D
+        args.data_dir = D.download_sst2()
+    finetune(args.model, args.task, args.schedule, output=args.output, device=args.device,
+             data_dir=args.data_dir, progress=not args.no_progress, epochs=args.epochs,
+             lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
+             max_train=args.max_train, seed=args.seed)
+    return 0
+
+
+def _accuracy(args) -> int:
+    import os
+    from . import data as D
+    from .accuracy import format_accuracy, rung_accuracy
+    from .bench import write_jsonl
+    data = D.read_tsv(args.data) if args.data else D.load_sst2("dev", args.data_dir)
+    rows = rung_accuracy(args.model, args.task, args.device, args.engine or ["pt", "hf"],
+                         args.recipe, data, args.seq_length)
+    os.makedirs(args.output, exist_ok=True)
+    write_jsonl(rows, os.path.join(args.output, "records.jsonl"))
+    table = format_accuracy(rows)
+    with open(os.path.join(args.output, "table.md"), "w", encoding="utf-8") as fh:
+        fh.write(table + "\n")
+    print(table)
+    return 0
+
+
+def _report(args) -> int:
+    from .bench import read_records
+    from .sweep import format_report, write_report
+    records = [r for path in args.records for r in read_records(path)]
+    paths = write_report(records, args.output)
+    print(format_report(records))
+    print("written: " + ", ".join(paths))
     return 0
 
 
@@ -353,6 +339,10 @@ def _cost(args) -> int:
     print(table)
     print(f"written to {args.output}/: cost.md, cost.jsonl, cost.png" + (", slo.png" if args.slo_ms else ""))
     return 0
+
+
+_HANDLERS = {"bench": _bench, "report": _report, "cost": _cost, "finetune": _finetune,
+             "accuracy": _accuracy}
 
 
 if __name__ == "__main__":
