@@ -95,7 +95,7 @@ def compare_recipes(recipes, texts, reference="baseline", model: str = "embedded
         out = p.infer(batch, batch_size).astype(np.float64)
         finite = bool(np.isfinite(out).all())
         diff = np.abs(out - ref)
-        row.update(status="ok", finite=finite, max_abs_error=float(diff.max()),
+        row.update(status="ok", device_name=p.device_name(), finite=finite, max_abs_error=float(diff.max()),
                    rel_error=float(np.linalg.norm(diff) / np.linalg.norm(ref)))
         if p.task.kind == "classification":
             row["agreement"] = float((out.argmax(-1) == ref.argmax(-1)).mean())

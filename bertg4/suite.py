@@ -136,23 +136,16 @@ def _embedded_numerics(device: str, suite: str, log, rows: int | None = None) ->
     except FileNotFoundError:
         ts = D.sample_sst()
     sentences = ts.first[:rows] if rows else ts.first
-    out_rows, ref = [], None
-    for rung in ladder():
-        try:
-            p = load(task="embedding", recipe=rung, device=device, checkpoint=ckpt)
-        except NotApplicable:
+    from .explain import compare_recipes
+    out_rows = []
+    for r in compare_recipes([rung.name for rung in ladder()], sentences, checkpoint=ckpt, device=device):
+        if r["status"] != "ok":
             continue
-        out = p.infer(p.featurize(sentences), 128).astype(np.float64)
-        if ref is None:
-            ref = out
-        cos = (out * ref).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(ref, axis=1)
         out_rows.append({"suite": suite, "kind": "numerics", "model": ckpt.config.name, "engine": "pt",
-                     "recipe": rung.name, "device": device, "device_name": p.device_name(),
-                     "data": ts.source, "examples": len(sentences), "finite": bool(np.isfinite(out).all()),
-                     "rel_err_vs_fp32": float(np.linalg.norm(out - ref) / np.linalg.norm(ref)),
-                     "min_cosine_vs_fp32": float(cos.min())})
-        log(f"  MiniLM {rung.name:<20} rel err {out_rows[-1]['rel_err_vs_fp32']:.2e}, "
-            f"min cosine {out_rows[-1]['min_cosine_vs_fp32']:.6f}")
+                         "recipe": r["recipe"], "device": device, "device_name": r["device_name"],
+                         "data": ts.source, "examples": r["examples"], "finite": r["finite"],
+                         "rel_err_vs_fp32": r["rel_error"], "min_cosine_vs_fp32": r["min_cosine"]})
+        log(f"  MiniLM {r['recipe']:<20} rel err {r['rel_error']:.2e}, min cosine {r['min_cosine']:.6f}")
     return out_rows
 
 
