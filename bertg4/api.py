@@ -54,7 +54,6 @@ def load(model: str = "embedded", task: str | Task = "embedding", engine: str = 
     elif engine == "hf":
         from .hf import build
     else:
-        raise NotImplementedError("engine 'mx' (MXNet 1.9 + GluonNLP 0.10) is not available in this "
-                                  "version of bertg4; use engine 'pt' or 'hf'")
+        from .mx import build
     return build(ckpt, task, recipe, device, seq_length=seq_length, tokenizer=tok,
                  num_labels=num_labels)

@@ -1,10 +1,11 @@
-"""Command line: ``bertg4 deploy | env``."""
+"""Command line: ``bertg4 deploy | bench | report | cost | finetune | accuracy | profile | env``."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
+from . import profile as _profile
 from .recipe import RECIPES, get_recipe
 from .tasks import TASKS
 
@@ -81,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", default="random:bert_12_768_12")
     b.add_argument("--vocab", help="vocab.txt (random models use the embedded one when present)")
     b.add_argument("--task", type=_task, action="append", help="repeatable: SST, QA, ... (default SST)")
-    b.add_argument("--engine", action="append", choices=["pt", "hf"], help="repeatable (default pt)")
+    b.add_argument("--engine", action="append", choices=["pt", "hf", "mx"],
+                   help="repeatable: pt, hf (transformers), mx (MXNet, the mxnet extra); default pt")
     b.add_argument("--recipe", action="append", choices=list(RECIPES) + ["ladder"],
                    help="repeatable; 'ladder' = every rung (default baseline)")
     b.add_argument("--batch-sizes", type=_size_list,
@@ -120,12 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--list", action="store_true", help="print the instance catalogue and exit")
     c.add_argument("--output", default="cost_out", help="folder for cost.md, cost.jsonl and PNGs")
 
-    f = sub.add_parser("finetune", help="fine-tune a sentence classifier (SST-2); write a checkpoint",
+    f = sub.add_parser("finetune", help="fine-tune a sentence classifier (SST-2) or a SQuAD span "
+                       "predictor (QA); write a checkpoint",
                        description="Fine-tune BERT + pooler + linear head on GLUE SST-2 (the "
-                       "counterpart of finetune_classifier.py) and write a checkpoint folder that "
-                       "bertg4 deploy --model and bertg4.load read. Schedules: cpu (the embedded "
-                       "MiniLM on a 2-core CPU: one epoch over all 67,349 sentences, ~8.5 min), full (3 epochs), tiny.")
-    f.add_argument("--task", type=_task, default="SST")
+                       "counterpart of finetune_classifier.py), or BERT + a start/end span head on "
+                       "SQuAD-format data with --task QA (the counterpart of finetune_squad.py), and "
+                       "write a checkpoint folder that bertg4 deploy --model and bertg4.load read. "
+                       "SST schedules: cpu (the embedded MiniLM on a 2-core CPU: one epoch over all "
+                       "67,349 sentences, ~8.5 min), full (3 epochs), tiny. QA schedules: cpu (seq 384, "
+                       "stride 128, batch 16, lr 1e-4, up to 20 epochs / 300 steps), full (2 epochs, seq "
+                       "384, stride 128, lr 3e-5, batch 32: a GPU), tiny.")
+    f.add_argument("--task", type=_task, default="SST", help="SST (default), CoLA or QA")
     f.add_argument("--model", default="embedded")
     f.add_argument("--schedule", default="cpu", choices=["cpu", "full", "tiny"])
     f.add_argument("--output", help="checkpoint folder (default: ~/.cache/bertg4/finetuned/...)")
@@ -133,27 +140,44 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--epochs", type=float)
     f.add_argument("--lr", type=float)
     f.add_argument("--batch-size", type=_positive_int)
-    f.add_argument("--max-length", type=_positive_int)
-    f.add_argument("--max-train", type=_positive_int, help="a seeded random subset of the training set")
+    f.add_argument("--max-length", type=_positive_int, help="sequence length (QA: window length)")
+    f.add_argument("--max-train", type=_positive_int,
+                   help="a seeded random subset of the training set (sentences, or questions for QA)")
+    f.add_argument("--max-steps", type=_positive_int, help="stop after this many optimizer steps")
+    f.add_argument("--doc-stride", type=_positive_int, help="QA: tokens between window starts (default 128)")
     f.add_argument("--seed", type=int)
-    f.add_argument("--data-dir", help="folder holding sst2/train.tsv and dev.tsv")
-    f.add_argument("--download-data", action="store_true", help="fetch GLUE SST-2 first (online)")
+    f.add_argument("--train-data", help="training file: GLUE-style TSV, or SQuAD-format JSON for --task QA "
+                   "(default: SST-2 train / SQuAD v1.1 train-v1.1.json found locally)")
+    f.add_argument("--dev-data", help="evaluation file: GLUE-style TSV, or SQuAD-format JSON for --task QA "
+                   "(default: SST-2 dev / SQuAD v1.1 dev-v1.1.json found locally)")
+    f.add_argument("--data-dir", help="folder holding sst2/train.tsv and dev.tsv, or squad/train-v1.1.json "
+                   "and dev-v1.1.json")
+    f.add_argument("--download-data", action="store_true",
+                   help="fetch GLUE SST-2 (or SQuAD v1.1 for --task QA) first (online)")
     f.add_argument("--no-progress", action="store_true")
 
     a = sub.add_parser("accuracy", help="accuracy and agreement with fp32 of every engine and rung",
-                       description="Score a fine-tuned classifier on SST-2 dev with every engine and "
-                       "recipe that runs on the device: accuracy, agreement with the fp32 baseline's "
-                       "predictions, logit differences; not-applicable pairs are listed as such.")
+                       description="Score a fine-tuned model with every engine and recipe that runs on "
+                       "the device. SST: accuracy on SST-2 dev, agreement with the fp32 baseline's "
+                       "predictions, logit differences. QA: SQuAD exact match and F1, the share of "
+                       "answers equal to the fp32 baseline's and the F1 difference from it. "
+                       "Not-applicable pairs and engines that cannot load are listed as such.")
     a.add_argument("--model", required=True, help="a fine-tuned checkpoint (bertg4 finetune's output)")
-    a.add_argument("--task", type=_task, default="SST")
+    a.add_argument("--task", type=_task, default="SST", help="SST (default), another GLUE task, or QA")
     a.add_argument("--device", default="cpu")
-    a.add_argument("--engine", action="append", choices=["pt", "hf"], help="repeatable (default both)")
+    a.add_argument("--engine", action="append", choices=["pt", "hf", "mx"],
+                   help="repeatable (default pt and hf, and mx when MXNet is installed)")
     a.add_argument("--recipe", action="append", choices=list(RECIPES), help="repeatable (default all)")
-    a.add_argument("--seq-length", type=_positive_int, default=128)
-    a.add_argument("--data", help="a GLUE-style TSV with labels (default: SST-2 dev)")
+    a.add_argument("--seq-length", type=_positive_int, help="default 128 (QA: 384)")
+    a.add_argument("--batch-size", type=_positive_int, default=64, help="default 64")
+    a.add_argument("--data", help="a GLUE-style TSV with labels (default: SST-2 dev), or a SQuAD-format "
+                   "JSON for --task QA (default: SQuAD v1.1 dev-v1.1.json found locally)")
     a.add_argument("--data-dir")
+    a.add_argument("--download-data", action="store_true",
+                   help="fetch the evaluation set (SST-2, or SQuAD v1.1 dev for --task QA) when not found")
     a.add_argument("--output", default="accuracy_out", help="folder for records.jsonl and table.md")
 
+    _profile.add_parser(sub)
     sub.add_parser("env", help="print versions and devices as JSON")
     return parser
 
@@ -199,14 +223,22 @@ def main(argv=None) -> int:
 
 
 def _finetune(args) -> int:
+    from . import data as D
     from .finetune import finetune
+    from .tasks import get_task
+    qa = get_task(args.task).kind == "qa"
     if args.download_data:
-        from . import data as D
-        args.data_dir = D.download_sst2()
+        if qa:
+            for split, given in (("train", args.train_data), ("dev", args.dev_data)):
+                if given is None and D.find_squad(split, args.data_dir) is None:
+                    D.download_squad(split)
+        else:
+            args.data_dir = D.download_sst2()
     finetune(args.model, args.task, args.schedule, output=args.output, device=args.device,
-             data_dir=args.data_dir, progress=not args.no_progress, epochs=args.epochs,
-             lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
-             max_train=args.max_train, seed=args.seed)
+             data_dir=args.data_dir, train=args.train_data, dev=args.dev_data,
+             progress=not args.no_progress, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+             max_length=args.max_length, max_train=args.max_train, max_steps=args.max_steps,
+             doc_stride=args.doc_stride, seed=args.seed)
     return 0
 
 
@@ -215,9 +247,17 @@ def _accuracy(args) -> int:
     from . import data as D
     from .accuracy import format_accuracy, rung_accuracy
     from .bench import write_jsonl
-    data = D.read_tsv(args.data) if args.data else D.load_sst2("dev", args.data_dir)
-    rows = rung_accuracy(args.model, args.task, args.device, args.engine or ["pt", "hf"],
-                         args.recipe, data, args.seq_length)
+    from .tasks import get_task
+    if get_task(args.task).kind == "qa":
+        data = D.read_squad(args.data) if args.data else D.load_squad("dev", args.data_dir,
+                                                                     download=args.download_data)
+    else:
+        data = D.read_tsv(args.data) if args.data else D.load_sst2("dev", args.data_dir,
+                                                                   download=args.download_data)
+    from .mx import available
+    engines = args.engine or (["pt", "hf"] + (["mx"] if available() else []))
+    rows = rung_accuracy(args.model, args.task, args.device, engines,
+                         args.recipe, data, args.seq_length, args.batch_size)
     os.makedirs(args.output, exist_ok=True)
     write_jsonl(rows, os.path.join(args.output, "records.jsonl"))
     table = format_accuracy(rows)
@@ -342,7 +382,7 @@ def _cost(args) -> int:
 
 
 _HANDLERS = {"bench": _bench, "report": _report, "cost": _cost, "finetune": _finetune,
-             "accuracy": _accuracy}
+             "accuracy": _accuracy, "profile": _profile.run}
 
 
 if __name__ == "__main__":

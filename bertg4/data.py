@@ -3,7 +3,8 @@
 SST-2 is looked for, in order, in ``data_dir``, ``$BERTG4_DATA_DIR``, the
 ``shared/data`` folder beside this repository, and the download cache
 (``~/.cache/bertg4``). :func:`download_sst2` fetches the official GLUE file when
-online and checks its SHA-256.
+online and checks its SHA-256. SQuAD v1.1 is looked for the same way (folder ``squad``)
+and :func:`download_squad` fetches the official files, checking size and SHA-256.
 """
 from __future__ import annotations
 
@@ -158,9 +159,30 @@ class QASet:
     contexts: list[str]
     answers: list[list[str]]
     source: str
+    #: per question, each answer's character offset in its context (``None`` where the file has none)
+    answer_starts: list[list[int | None]] | None = None
 
     def __len__(self):
         return len(self.ids)
+
+    def spans(self, i: int) -> list[tuple[int, int]]:
+        """Question ``i``'s answers as ``(start, end)`` character spans of its context.
+
+        Raises :class:`TextError`, naming the question, where an answer has no
+        ``answer_start`` or its offset does not point at its text.
+        """
+        out = []
+        starts = self.answer_starts[i] if self.answer_starts is not None else [None] * len(self.answers[i])
+        for text, start in zip(self.answers[i], starts):
+            if start is None:
+                raise TextError(f"{self.source}: question {self.ids[i]!r}: answer {text!r} has no "
+                                "answer_start")
+            found = self.contexts[i][start:start + len(text)]
+            if found != text:
+                raise TextError(f"{self.source}: question {self.ids[i]!r}: answer_start {start} points "
+                                f"at {found!r}, not at the answer {text!r}")
+            out.append((start, start + len(text)))
+        return out
 
 
 def read_squad(path: str) -> QASet:
@@ -169,7 +191,7 @@ def read_squad(path: str) -> QASet:
         d = json.loads(_read_text(path))
     except json.JSONDecodeError as e:
         raise TextError(f"{path}: not valid JSON ({e})") from None
-    ids, qs, cs, ans = [], [], [], []
+    ids, qs, cs, ans, starts = [], [], [], [], []
     try:
         for article in d["data"]:
             for para in article["paragraphs"]:
@@ -178,11 +200,115 @@ def read_squad(path: str) -> QASet:
                     qs.append(qa["question"])
                     cs.append(para["context"])
                     ans.append([a["text"] for a in qa.get("answers", [])])
-    except (KeyError, TypeError) as e:
+                    starts.append([a.get("answer_start") if isinstance(a.get("answer_start"), int)
+                                   and not isinstance(a.get("answer_start"), bool) else None
+                                   for a in qa.get("answers", [])])
+    except (KeyError, TypeError, AttributeError) as e:
         raise TextError(f"{path}: not SQuAD format (missing {e})") from None
     if not ids:
         raise TextError(f"{path}: no questions")
-    return QASet(ids, qs, cs, ans, os.path.abspath(path))
+    return QASet(ids, qs, cs, ans, os.path.abspath(path), starts)
+
+
+# SQuAD v1.1, as published at https://rajpurkar.github.io/SQuAD-explorer/. Sizes and SHA-256
+# digests of the published files as recorded by other projects that pin them (ParlAI's
+# parlai/tasks/squad/build.py and the Hugging Face ``squad`` dataset's download checksums,
+# 30,288,272 and 4,854,279 bytes); download_squad refuses a file that differs.
+SQUAD_URL = "https://rajpurkar.github.io/SQuAD-explorer/dataset/"
+SQUAD_FILES = {  # split: (file name, size in bytes, sha256)
+    "train": ("train-v1.1.json", 30288272,
+              "3527663986b8295af4f7fcdff1ba1ff3f72d07d61a20f487cb238a6ef92fd955"),
+    "dev": ("dev-v1.1.json", 4854279,
+            "95aa6a52d5d6a735563366753ca50492a658031da74f301ac5238b03966972c9"),
+}
+SQUAD_SMALL = os.path.join(REPO_ROOT, "data", "squad_small")
+
+
+def _squad_split(split: str) -> tuple[str, int, str]:
+    if split not in SQUAD_FILES:
+        raise ValueError(f"SQuAD split must be 'train' or 'dev', got {split!r}")
+    return SQUAD_FILES[split]
+
+
+def squad_candidates(data_dir: str | None = None) -> list[str]:
+    dirs = []
+    if data_dir:
+        dirs += [data_dir, os.path.join(data_dir, "squad"), os.path.join(data_dir, "SQuAD")]
+    if os.environ.get("BERTG4_DATA_DIR"):
+        dirs.append(os.path.join(os.environ["BERTG4_DATA_DIR"], "squad"))
+    dirs += [os.path.join(REPO_ROOT, "..", "shared", "data", "squad"),
+             os.path.join(os.getcwd(), "..", "shared", "data", "squad"),
+             os.path.join(CACHE, "squad")]
+    return [os.path.normpath(d) for d in dirs]
+
+
+def find_squad(split: str = "dev", data_dir: str | None = None) -> str | None:
+    """The path of SQuAD v1.1 ``train-v1.1.json``/``dev-v1.1.json`` if found locally."""
+    name = _squad_split(split)[0]
+    for d in squad_candidates(data_dir):
+        p = os.path.join(d, name)
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def download_squad(split: str = "dev", cache_dir: str = CACHE) -> str:
+    """Download SQuAD v1.1 ``split`` (``train`` or ``dev``) into ``cache_dir/squad``.
+
+    The file is checked against the published file's size and SHA-256 (``SQUAD_FILES``)
+    before it is kept; a file that differs is deleted and refused. Returns its path.
+    """
+    import urllib.request
+    name, size, digest = _squad_split(split)
+    url = SQUAD_URL + name
+    folder = os.path.join(cache_dir, "squad")
+    path = os.path.join(folder, name)
+    if os.path.isfile(path) and os.path.getsize(path) == size and sha256(path) == digest:
+        return path
+    os.makedirs(folder, exist_ok=True)
+    tmp = path + ".part"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
+            for chunk in iter(lambda: r.read(1 << 20), b""):
+                f.write(chunk)
+    except (OSError, ValueError) as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise RuntimeError(f"cannot download SQuAD v1.1 {split} from {url} ({e}); put {name} in a "
+                           "folder and pass --data-dir (or --data FILE), or set BERTG4_DATA_DIR") from None
+    got_size, got = os.path.getsize(tmp), sha256(tmp)
+    if got_size != size or got != digest:
+        os.remove(tmp)
+        raise RuntimeError(f"{url}: downloaded {got_size} bytes with sha256 {got}; the published "
+                           f"{name} has {size} bytes and sha256 {digest}; the file was not kept")
+    try:
+        read_squad(tmp)
+    except TextError as e:
+        os.remove(tmp)
+        raise RuntimeError(f"{url}: {e}") from None
+    os.replace(tmp, path)
+    return path
+
+
+def load_squad(split: str = "dev", data_dir: str | None = None, download: bool = False) -> QASet:
+    """SQuAD v1.1 ``split`` from the usual places (or downloaded with ``download=True``)."""
+    path = find_squad(split, data_dir)
+    if path is None and download:
+        path = download_squad(split)
+    if path is None:
+        raise FileNotFoundError(
+            f"SQuAD v1.1 {_squad_split(split)[0]} not found in {squad_candidates(data_dir)}; pass "
+            f"--download-data (online), --data-dir, or a SQuAD-format file (e.g. "
+            f"{os.path.relpath(os.path.join(SQUAD_SMALL, split + '.json'))}, this project's small set)")
+    return read_squad(path)
+
+
+def squad_small(split: str = "dev") -> QASet:
+    """This project's small SQuAD v1.1-format set (``data/squad_small``): 62 training and 25
+    dev questions on passages written for bertg4."""
+    if split not in ("train", "dev"):
+        raise ValueError(f"squad_small split must be 'train' or 'dev', got {split!r}")
+    return read_squad(os.path.join(SQUAD_SMALL, f"{split}.json"))
 
 
 def sample_qa() -> QASet:

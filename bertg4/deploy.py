@@ -14,6 +14,7 @@ import warnings
 from . import data as D
 from .api import load
 from .bench import measure, record, write_json
+from .recipe import NotApplicable
 from .tasks import accuracy, best_spans, get_task
 from .text import QAFeatures, TruncationWarning, check_batch_size
 
@@ -52,6 +53,20 @@ def _eval_inputs(predictor, task, data_path, data_dir, max_eval, log):
     return feats, labels, {"data": ts.source, "examples": n, "of": len(ts)}
 
 
+#: engines whose models are exported and reloaded (pt: torch.export; mx: symbol + params)
+EXPORTING = ("pt", "mx")
+
+
+def _load_exported(engine: str, path: str, device: str):
+    if engine == "pt":
+        from .pt import load_exported
+    elif engine == "mx":
+        from .mx import load_exported
+    else:
+        raise ValueError(f"--only-infer reloads an export of engine pt or mx; engine {engine} has none")
+    return load_exported(path, device)
+
+
 def deploy(task="SST", model="embedded", engine="pt", batch_size=128, seq_length=128,
            dtype=None, device="cpu", recipe="baseline", max_iters=20, warmup=3, output_dir="output_dir",
            only_infer=False, exported_model=None, data=None, data_dir=None, config=None,
@@ -66,10 +81,7 @@ def deploy(task="SST", model="embedded", engine="pt", batch_size=128, seq_length
     t0 = time.perf_counter()
     if only_infer:
         exported = exported_model or output_dir
-        if engine != "pt":
-            raise ValueError("--only-infer reloads a PyTorch export; use --engine pt")
-        from .pt import load_exported
-        predictor = load_exported(exported, device)
+        predictor = _load_exported(engine, exported, device)
         if predictor.task.name != task.name:
             raise ValueError(f"{exported} was exported for task {predictor.task.name}, not {task.name}")
         if seq_length != predictor.seq_length:
@@ -86,15 +98,23 @@ def deploy(task="SST", model="embedded", engine="pt", batch_size=128, seq_length
         timings["load_s"] = time.perf_counter() - t0
         for note in predictor.notes:
             log(f"note: {note}")
-        if engine == "pt":
+        exported = None
+        if engine in EXPORTING:
             t1 = time.perf_counter()
-            path = predictor.export(output_dir)
-            timings["export_s"] = time.perf_counter() - t1
-            log(f"exported {path} ({os.path.getsize(path) / 2**20:.1f} MiB) in {timings['export_s']:.1f} s")
-            from .pt import load_exported
-            t1 = time.perf_counter()
-            predictor = load_exported(output_dir, device)
-            timings["reload_s"] = time.perf_counter() - t1
+            try:
+                path = predictor.export(output_dir)
+            except NotApplicable as e:
+                log(f"no export: {e}")
+            else:
+                timings["export_s"] = time.perf_counter() - t1
+                size = os.path.getsize(path)
+                if path.endswith("-symbol.json"):  # MXNet: the graph, then its parameters
+                    size += os.path.getsize(path[:-len("symbol.json")] + "0000.params")
+                log(f"exported {path} ({size / 2**20:.1f} MiB) in {timings['export_s']:.1f} s")
+                t1 = time.perf_counter()
+                predictor = _load_exported(engine, output_dir, device)
+                timings["reload_s"] = time.perf_counter() - t1
+                exported = output_dir
         else:
             log(f"engine {engine}: no export step, the model runs as built")
     if predictor.tokenizer is None:
@@ -122,7 +142,7 @@ def deploy(task="SST", model="embedded", engine="pt", batch_size=128, seq_length
 
     timing = measure(predictor, batch, batch_size, warmup=warmup, iters=max_iters, progress=progress)
     rec = record(predictor, timing, **quality, **data_info, timings_s=timings,
-                 exported_model=None if engine != "pt" else (exported_model or output_dir),
+                 exported_model=(exported_model or output_dir) if only_infer else exported,
                  notes=predictor.notes)
     json_path = json_path or os.path.join(output_dir, "deploy_record.json")
     write_json(rec, json_path)

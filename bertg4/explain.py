@@ -167,6 +167,29 @@ def graph_pass_demo(checkpoint, texts, task="SST", seq_length: int = 128, device
             "before": before, "after": after}
 
 
+def mx_graph_pass_demo(checkpoint, texts, task="SST", seq_length: int = 128) -> dict:
+    """The MXNet engine's pass (:mod:`bertg4.mx.graph_pass`) on the same model: the report
+    (operators before/after), the outputs' largest difference, and layer 0's joint QKV bias
+    as the rewritten parameters hold it (for :func:`qkv_slots`). Needs the ``mxnet`` extra."""
+    import json
+    import os
+    from .api import load
+    from .mx.compat import import_mxnet
+    mx, _ = import_mxnet()
+    before = load(task=task, engine="mx", recipe="interleaved-fp32", checkpoint=checkpoint,
+                  seq_length=seq_length)
+    after = load(task=task, engine="mx", recipe="graph-pass-fp32", checkpoint=checkpoint,
+                 seq_length=seq_length)
+    batch = before.featurize(texts)
+    diff = float(np.abs(before.infer(batch) - after.infer(batch)).max())
+    with open(os.path.join(after.exported, "model-symbol.json"), encoding="utf-8") as f:
+        graph = json.load(f)
+    params = mx.nd.load(os.path.join(after.exported, "model-0000.params"))
+    cell = [n["name"] for n in graph["nodes"] if n["name"].endswith("qkv_bias")][0]
+    return {"report": after.graph_report, "max_abs_difference": diff,
+            "qkv_bias_layer0": params["arg:" + cell].asnumpy(), "before": before, "after": after}
+
+
 def amplify_residuals(checkpoint, factor: float = 30.0):
     """A copy of ``checkpoint`` whose feed-forward outputs are ``factor`` times larger.
 
@@ -199,8 +222,10 @@ def qkv_slots(module, checkpoint, layer: int = 0) -> dict:
     """Where the prearranged QKV bias of ``layer`` took each slot from: for every slot kind
     (q, k, v) the largest difference to each checkpoint bias (query, key, value). A correct
     pass has zeros on the diagonal only."""
-    attn = module.get_submodule(f"bert.layers.{layer}.attn")
-    fused = attn.qkv_bias.detach().float().cpu().numpy()
+    if isinstance(module, np.ndarray):  # the joint bias itself (e.g. from the MXNet pass)
+        fused = module
+    else:
+        fused = module.get_submodule(f"bert.layers.{layer}.attn").qkv_bias.detach().float().cpu().numpy()
     heads = checkpoint.config.num_heads
     rows = interleaved_rows(heads, checkpoint.config.hidden_size // heads)
     prefix = f"encoder.layer.{layer}.attention.self"

@@ -1,5 +1,6 @@
-"""Fine-tuning a sentence classifier (``bertg4 finetune --task SST``): the counterpart of the
-original ``finetune_classifier.py``.
+"""Fine-tuning a sentence classifier (``bertg4 finetune --task SST``) or a SQuAD span
+predictor (``bertg4 finetune --task QA``): the counterparts of the original
+``finetune_classifier.py`` and ``finetune_squad.py``.
 
 Trains the PyTorch engine's own classification model (BERT + pooler + linear head, as
 GluonNLP's ``BERTClassifier``) from any supported checkpoint, and writes the result as a
@@ -9,7 +10,15 @@ other checkpoint. Batches are padded only to their longest sentence and drawn fr
 of similar length, which is most of the speed on a CPU (SST-2's training phrases are short).
 Mixed precision (fp16 autocast with loss scaling) on a GPU, fp32 on a CPU.
 
-The documented CPU schedule (:data:`SCHEDULES` ``"cpu"``) starts from the embedded MiniLM.
+For QA the model is BERT + a ``qa_outputs`` linear layer giving a start and an end logit per
+token (GluonNLP's ``BertForQA``); questions and passages are cut into doc-stride windows
+(:meth:`bertg4.text.Tokenizer.encode_squad`), each window is trained with the cross-entropy
+of the answer's first and last token (a window that does not hold the whole answer points
+both at ``[CLS]``, as in BERT's ``run_squad``), and the dev set is scored with SQuAD v1.1
+exact match and F1 after n-best span decoding over the windows (:func:`bertg4.tasks.nbest_spans`).
+
+The documented CPU schedules (:data:`SCHEDULES` / :data:`QA_SCHEDULES` ``"cpu"``) start from
+the embedded MiniLM.
 """
 from __future__ import annotations
 
@@ -28,7 +37,7 @@ import torch.nn.functional as F
 from . import data as D
 from .bench import command_line, versions
 from .checkpoint import Checkpoint, add_head, load_checkpoint
-from .tasks import accuracy, get_task
+from .tasks import accuracy, get_task, nbest_spans, squad_scores
 from .text import Tokenizer, TruncationWarning
 
 CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "bertg4",
@@ -43,8 +52,11 @@ class Schedule:
     lr: float = 5e-5
     warmup: float = 0.06         # share of the steps with a linear warm-up
     weight_decay: float = 0.01
-    max_train: int | None = None  # a seeded random subset of the training set
+    max_train: int | None = None  # a seeded random subset of the training set (questions for QA)
     seed: int = 0
+    max_steps: int | None = None  # stop after this many optimizer steps (the schedule's decay ends there)
+    doc_stride: int = 128        # QA: token distance between the starts of a passage's windows
+    max_query_length: int = 64   # QA: longer questions are cut (and reported)
 
 
 SCHEDULES = {
@@ -56,6 +68,18 @@ SCHEDULES = {
     "tiny": Schedule(epochs=1.0, batch_size=16, max_length=32, lr=1e-4, max_train=256),
 }
 
+QA_SCHEDULES = {
+    # any SQuAD-format training file on a CPU: up to 20 epochs, at most 300 steps of 16 windows
+    # (data/squad_small/train.json: 62 questions, 80 steps, about 3 minutes on 2 CPU cores)
+    "cpu": Schedule(epochs=20.0, batch_size=16, max_length=384, lr=1e-4, warmup=0.1, max_steps=300),
+    # the settings of GluonNLP's finetune_squad.py on SQuAD v1.1: 2 epochs, seq 384, stride 128,
+    # lr 3e-5, batch 32, 10 % warm-up (a GPU)
+    "full": Schedule(epochs=2.0, batch_size=32, max_length=384, lr=3e-5, warmup=0.1),
+    # a smoke run for tests
+    "tiny": Schedule(epochs=1.0, batch_size=8, max_length=128, lr=1e-4, warmup=0.1, max_train=16),
+}
+N_BEST, MAX_ANSWER_LENGTH = 20, 30  # finetune_squad.py's n-best decoding defaults
+
 
 def default_output(model: str, task: str, schedule: str) -> str:
     name = "embedded" if model == "embedded" else os.path.basename(os.path.normpath(model))
@@ -66,7 +90,9 @@ def save_checkpoint(ckpt: Checkpoint, folder: str, extra: dict | None = None) ->
     """Write ``ckpt`` as a folder :func:`bertg4.checkpoint.load_checkpoint` reads back."""
     from safetensors.numpy import save_file
     os.makedirs(folder, exist_ok=True)
-    cfg = {**ckpt.config.to_hf_dict(), "model_type": "bert", "architectures": ["BertForSequenceClassification"],
+    arch = ("BertForQuestionAnswering" if "qa_outputs.weight" in ckpt.weights
+            and "classifier.weight" not in ckpt.weights else "BertForSequenceClassification")
+    cfg = {**ckpt.config.to_hf_dict(), "model_type": "bert", "architectures": [arch],
            "bertg4": {"name": ckpt.config.name, "source": ckpt.source, **(extra or {})}}
     if "classifier.weight" in ckpt.weights:
         cfg["num_labels"] = int(ckpt.weights["classifier.weight"].shape[0])
@@ -124,34 +150,130 @@ def evaluate(module, batch, labels, device, batch_size: int = 128) -> tuple[floa
     return accuracy(preds, np.asarray(labels)), preds
 
 
-def finetune(model: str = "embedded", task: str = "SST", schedule: str | Schedule = "cpu",
-             output: str | None = None, device: str = "cpu", data_dir: str | None = None,
-             train=None, dev=None, progress: bool = True, log=print, **overrides) -> dict:
-    """Fine-tune ``model`` on a sentence-classification task; returns the run's summary.
-
-    ``train``/``dev``: :class:`bertg4.data.TextSet` (default: GLUE SST-2 from
-    ``data_dir`` or the usual places). ``overrides`` change single schedule fields
-    (``epochs``, ``lr``, ``max_train`` ...). Writes the checkpoint, ``finetune_log.jsonl``
-    (one row per logged step) and ``finetune.json`` (the summary) to ``output``.
-    """
-    from .pt.engine import resolve_device, task_module
-    t = get_task(task)
-    if t.kind != "classification" or t.pair:
-        raise ValueError(f"finetune trains single-sentence classification (SST, CoLA); {t.name} "
-                         "is not supported")
+def _schedule(table: dict, schedule, overrides: dict) -> tuple[str, Schedule]:
     name = schedule if isinstance(schedule, str) else "custom"
     if isinstance(schedule, str):
-        if schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
-        schedule = SCHEDULES[schedule]
+        if schedule not in table:
+            raise ValueError(f"unknown schedule {schedule!r}: choose one of {', '.join(table)}")
+        schedule = table[schedule]
     unknown = set(overrides) - {f.name for f in dataclasses.fields(Schedule)}
     if unknown:
         raise ValueError(f"unknown schedule fields {sorted(unknown)}")
     sched = dataclasses.replace(schedule, **{k: v for k, v in overrides.items() if v is not None})
-    if sched.epochs <= 0 or sched.batch_size < 1 or sched.lr <= 0 or sched.max_length < 3:
+    if (sched.epochs <= 0 or sched.batch_size < 1 or sched.lr <= 0 or sched.max_length < 3
+            or (sched.max_steps is not None and sched.max_steps < 1) or sched.doc_stride < 1
+            or sched.max_query_length < 1):
         raise ValueError(f"invalid schedule {sched}")
+    return name, sched
+
+
+def _optimizer(module, sched: Schedule, total: int):
+    no_decay = ("bias", "LayerNorm", "_ln.", "embed_ln")
+    groups = [{"params": [p for n, p in module.named_parameters() if not any(k in n for k in no_decay)],
+               "weight_decay": sched.weight_decay},
+              {"params": [p for n, p in module.named_parameters() if any(k in n for k in no_decay)],
+               "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=sched.lr)
+    warm = max(1, int(sched.warmup * total))
+    lr_at = lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))  # noqa: E731
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+
+
+def _total_steps(rows: int, sched: Schedule) -> int:
+    per_epoch = math.ceil(rows / sched.batch_size)
+    total = max(1, int(round(per_epoch * sched.epochs)))
+    return min(total, sched.max_steps) if sched.max_steps is not None else total
+
+
+def _train(module, sched: Schedule, lengths: np.ndarray, loss_of, dev_t, total: int, logf,
+           rng: np.random.Generator, progress: bool, desc: str) -> tuple[int, int, float]:
+    """The training loop shared by every task: AdamW, linear warm-up and decay, clipping at 1.0,
+    fp16 autocast with loss scaling on CUDA. ``loss_of(idx)`` is one batch's loss; one log row
+    (mean loss since the previous row) every ``min(50, total // 20)`` steps and at the end."""
+    opt, scheduler = _optimizer(module, sched, total)
+    amp = dev_t.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    log_every = max(1, min(50, total // 20))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total, desc=desc, unit="step")
+    step, started, seen, running, since_log = 0, time.perf_counter(), 0, [], []
+    try:
+        while step < total:
+            for idx in _length_batches(lengths, sched.batch_size, rng):
+                if step >= total:
+                    break
+                module.train()
+                with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+                    loss = loss_of(idx)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+                scaler.step(opt)
+                scaler.update()
+                scheduler.step()
+                step, seen = step + 1, seen + len(idx)
+                value = float(loss.detach())
+                if not math.isfinite(value) and not amp:
+                    raise RuntimeError(f"training loss is {value} at step {step}: lower the learning "
+                                       f"rate (now {sched.lr:g})")
+                running.append(value)
+                since_log.append(value)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{np.mean(running[-50:]):.3f}")
+                if step % log_every == 0 or step == total:
+                    logf.write(json.dumps({"step": step, "examples": seen, "loss": float(np.mean(since_log)),
+                                           "lr": scheduler.get_last_lr()[0],
+                                           "elapsed_s": time.perf_counter() - started}) + "\n")
+                    logf.flush()
+                    since_log = []
+    finally:
+        if bar is not None:
+            bar.close()
+    return step, seen, time.perf_counter() - started
+
+
+def _write_back(module, ckpt: Checkpoint) -> None:
+    from .pt.model import torch_name
+    state = {k: v.detach().float().cpu().numpy() for k, v in module.state_dict().items()}
+    inverse = {torch_name(k): k for k in ckpt.weights}
+    for tname, arr in state.items():
+        ckpt.weights[inverse[tname]] = arr
+
+
+def finetune(model: str = "embedded", task: str = "SST", schedule: str | Schedule = "cpu",
+             output: str | None = None, device: str = "cpu", data_dir: str | None = None,
+             train=None, dev=None, progress: bool = True, log=print, **overrides) -> dict:
+    """Fine-tune ``model`` on a sentence-classification task or on SQuAD-style QA; returns
+    the run's summary.
+
+    ``train``/``dev``: for SST/CoLA a :class:`bertg4.data.TextSet` or a GLUE-style TSV path
+    (default: GLUE SST-2 from ``data_dir`` or the usual places); for QA a
+    :class:`bertg4.data.QASet` or a SQuAD v1.1-format JSON path (default: SQuAD v1.1
+    ``train-v1.1.json``/``dev-v1.1.json`` from ``data_dir`` or the usual places). ``overrides``
+    change single schedule fields (``epochs``, ``lr``, ``max_train``, ``max_steps``,
+    ``doc_stride`` ...). Writes the checkpoint, ``finetune_log.jsonl`` (one row per logged
+    step) and ``finetune.json`` (the summary) to ``output``; for QA also ``predictions.json``
+    (the dev answers).
+    """
+    t = get_task(task)
+    if t.kind == "qa":
+        return _finetune_qa(model, t, schedule, output, device, data_dir, train, dev, progress, log,
+                            overrides)
+    from .pt.engine import resolve_device, task_module
+    if t.kind != "classification" or t.pair:
+        raise ValueError(f"finetune trains single-sentence classification (SST, CoLA) and QA; {t.name} "
+                         "is not supported")
+    name, sched = _schedule(SCHEDULES, schedule, overrides)
     dev_t = resolve_device(device)
     output = output or default_output(model, t.name, name)
+    if isinstance(train, (str, os.PathLike)):
+        train = D.read_tsv(os.fspath(train))
+    if isinstance(dev, (str, os.PathLike)):
+        dev = D.read_tsv(os.fspath(dev))
     if train is None:
         train = D.load_sst2("train", data_dir)
     if dev is None:
@@ -182,88 +304,205 @@ def finetune(model: str = "embedded", task: str = "SST", schedule: str | Schedul
                 "truncated")
 
     module = task_module(ckpt.config, t, num_labels)
-    from .pt.model import load_weights, torch_name
+    from .pt.model import load_weights
     load_weights(module, ckpt.weights)
     module.to(dev_t)
-    no_decay = ("bias", "LayerNorm", "_ln.", "embed_ln")
-    groups = [{"params": [p for n, p in module.named_parameters() if not any(k in n for k in no_decay)],
-               "weight_decay": sched.weight_decay},
-              {"params": [p for n, p in module.named_parameters() if any(k in n for k in no_decay)],
-               "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=sched.lr)
-    per_epoch = math.ceil(len(train_b) / sched.batch_size)
-    total = max(1, int(round(per_epoch * sched.epochs)))
-    warm = max(1, int(sched.warmup * total))
-    lr_at = lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))  # noqa: E731
-    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    amp = dev_t.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    total = _total_steps(len(train_b), sched)
+
+    def loss_of(idx):
+        y = torch.from_numpy(labels[idx]).to(dev_t)
+        return F.cross_entropy(module(*_tensors(train_b, idx, dev_t)).float(), y)
 
     os.makedirs(output, exist_ok=True)
-    log_path = os.path.join(output, "finetune_log.jsonl")
-    logf = open(log_path, "w", encoding="utf-8")
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=total, desc=f"finetune {t.name}", unit="step")
-    step, started, seen, running = 0, time.perf_counter(), 0, []
-    try:
-        while step < total:
-            for idx in _length_batches(train_b.valid_length, sched.batch_size, rng):
-                if step >= total:
-                    break
-                module.train()
-                ids, types, valid = _tensors(train_b, idx, dev_t)
-                y = torch.from_numpy(labels[idx]).to(dev_t)
-                with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
-                    loss = F.cross_entropy(module(ids, types, valid).float(), y)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-                scaler.step(opt)
-                scaler.update()
-                scheduler.step()
-                step, seen = step + 1, seen + len(idx)
-                running.append(float(loss.detach()))
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{np.mean(running[-50:]):.3f}")
-                if step % 50 == 0 or step == total:
-                    logf.write(json.dumps({"step": step, "sentences": seen, "loss": float(np.mean(running[-50:])),
-                                           "lr": scheduler.get_last_lr()[0],
-                                           "elapsed_s": time.perf_counter() - started}) + "\n")
-                    logf.flush()
-    finally:
-        if bar is not None:
-            bar.close()
-    train_s = time.perf_counter() - started
-    acc, _ = evaluate(module, dev_b, dev.labels, dev_t)
-    total_s = time.perf_counter() - started
-    logf.write(json.dumps({"step": step, "dev_accuracy": acc, "elapsed_s": total_s}) + "\n")
-    logf.close()
+    started = time.perf_counter()
+    with open(os.path.join(output, "finetune_log.jsonl"), "w", encoding="utf-8") as logf:
+        step, seen, train_s = _train(module, sched, train_b.valid_length, loss_of, dev_t, total, logf,
+                                     rng, progress, f"finetune {t.name}")
+        acc, _ = evaluate(module, dev_b, dev.labels, dev_t)
+        total_s = time.perf_counter() - started
+        logf.write(json.dumps({"step": step, "dev_accuracy": acc, "elapsed_s": total_s}) + "\n")
 
-    state = {k: v.detach().float().cpu().numpy() for k, v in module.state_dict().items()}
-    inverse = {torch_name(k): k for k in ckpt.weights}
-    for tname, arr in state.items():
-        ckpt.weights[inverse[tname]] = arr
+    _write_back(module, ckpt)
     summary = {"task": t.name, "model": model, "source": ckpt.source, "schedule": name,
                **dataclasses.asdict(sched), "train_sentences": len(train_b), "train_source": train.source,
                "truncated_train": train_cut, "steps": step, "dev_source": dev.source,
                "dev_sentences": len(dev_b), "truncated_dev": dev_cut, "dev_accuracy": acc,
-               "train_seconds": train_s, "total_seconds": total_s, "device": str(dev_t),
-               "device_name": (torch.cuda.get_device_name(dev_t) if dev_t.type == "cuda" else _cpu()),
-               "mixed_precision": amp, "versions": versions(), "command": command_line(),
-               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "output": os.path.abspath(output)}
-    ckpt.notes = [n for n in ckpt.notes if "randomly initialised" not in n]
-    ckpt.source = f"{ckpt.source} fine-tuned on {t.name} ({name} schedule)"
-    save_checkpoint(ckpt, output, extra={"finetune": {k: summary[k] for k in (
-        "task", "schedule", "dev_accuracy", "train_sentences", "epochs", "lr", "max_length")}})
-    with open(os.path.join(output, "finetune.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2, default=str)
+               **_run_facts(dev_t, train_s, total_s, output)}
+    _save(ckpt, t, name, output, summary, ("task", "schedule", "dev_accuracy", "train_sentences", "epochs",
+                                           "lr", "max_length"))
     log(f"{t.name} dev accuracy {100 * acc:.2f} % after {step} steps ({len(train_b)} sentences, "
         f"{sched.epochs:g} epochs) in {total_s / 60:.1f} min on {summary['device_name']}; "
         f"checkpoint: {output}")
+    return summary
+
+
+def _run_facts(dev_t, train_s: float, total_s: float, output: str) -> dict:
+    return {"train_seconds": train_s, "total_seconds": total_s, "device": str(dev_t),
+            "device_name": (torch.cuda.get_device_name(dev_t) if dev_t.type == "cuda" else _cpu()),
+            "mixed_precision": dev_t.type == "cuda", "versions": versions(), "command": command_line(),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "output": os.path.abspath(output)}
+
+
+def _save(ckpt: Checkpoint, t, name: str, output: str, summary: dict, keep) -> None:
+    ckpt.notes = [n for n in ckpt.notes if "randomly initialised" not in n]
+    ckpt.source = f"{ckpt.source} fine-tuned on {t.name} ({name} schedule)"
+    save_checkpoint(ckpt, output, extra={"finetune": {k: summary[k] for k in keep}})
+    with open(os.path.join(output, "finetune.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2, default=str)
+
+
+# --- question answering (SQuAD v1.1) -----------------------------------------------------------
+
+def _encode_squad(tok: Tokenizer, qa, sched: Schedule):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TruncationWarning)
+        feats = tok.encode_squad(qa.questions, qa.contexts, seq_len=sched.max_length,
+                                 max_query_length=min(sched.max_query_length, sched.max_length - 4),
+                                 doc_stride=sched.doc_stride)
+    return feats, int(feats.query_truncated.sum())
+
+
+def qa_targets(feats, qa) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training targets per window: the token positions of the first answer's first and last
+    token, and whether the window holds the whole answer (otherwise both positions are 0, the
+    ``[CLS]`` token, as in BERT's ``run_squad``). Raises :class:`bertg4.text.TextError`, naming
+    the question, for an answer without a valid ``answer_start`` or without any token."""
+    from .text import TextError
+    offsets, example_index = np.asarray(feats.offsets), np.asarray(feats.example_index)
+    rows = len(example_index)
+    starts, ends, inside = np.zeros(rows, np.int64), np.zeros(rows, np.int64), np.zeros(rows, bool)
+    by_example: dict[int, list[int]] = {}
+    for r, e in enumerate(example_index):
+        by_example.setdefault(int(e), []).append(r)
+    for e, rs in by_example.items():
+        spans = qa.spans(e)
+        if not spans:
+            raise TextError(f"{qa.source}: question {qa.ids[e]!r} has no answer to train on")
+        a0, a1 = spans[0]
+        # the passage's tokens: the union of its windows' character spans
+        tokens = np.unique(np.concatenate([offsets[r][offsets[r, :, 0] >= 0] for r in rs]), axis=0)
+        cover = tokens[(tokens[:, 1] > a0) & (tokens[:, 0] < a1)]
+        if not len(cover):
+            raise TextError(f"{qa.source}: question {qa.ids[e]!r}: the answer "
+                            f"{qa.contexts[e][a0:a1]!r} covers no token of the passage")
+        first, last = cover[0, 0], cover[-1, 0]
+        for r in rs:
+            s_pos = np.flatnonzero(offsets[r, :, 0] == first)
+            e_pos = np.flatnonzero(offsets[r, :, 0] == last)
+            if s_pos.size and e_pos.size:
+                starts[r], ends[r], inside[r] = s_pos[0], e_pos[-1], True
+    return starts, ends, inside
+
+
+def qa_logits(module, feats, device, batch_size: int = 64) -> np.ndarray:
+    """``(rows, seq, 2)`` start/end logits of a PyTorch QA module over every window."""
+    batch = feats.batch
+    out = np.zeros((len(batch), batch.seq_len, 2), np.float32)
+    module.eval()
+    with torch.inference_mode():
+        for s in range(0, len(batch), batch_size):
+            idx = np.arange(s, min(s + batch_size, len(batch)))
+            y = module(*_tensors(batch, idx, device)).float().cpu().numpy()
+            out[idx, :y.shape[1]] = y
+    return out
+
+
+def evaluate_qa(module, feats, qa, device, batch_size: int = 64) -> tuple[dict, dict]:
+    """SQuAD v1.1 exact match / F1 (percent) of a QA module, with the n-best decoding of
+    GluonNLP's ``finetune_squad.py`` (20 candidates, answers up to 30 tokens); returns the
+    scores and ``{question id: answer}``."""
+    logits = qa_logits(module, feats, device, batch_size)
+    nbest = nbest_spans(logits, feats, n_best=N_BEST, max_answer_length=MAX_ANSWER_LENGTH)
+    predictions = {q: (c[0]["text"] if c else "") for q, c in zip(qa.ids, nbest)}
+    return squad_scores(predictions, qa), predictions
+
+
+def _qa_set(value, split: str, data_dir):
+    if isinstance(value, (str, os.PathLike)):
+        return D.read_squad(os.fspath(value))
+    return value if value is not None else D.load_squad(split, data_dir)
+
+
+def _finetune_qa(model, t, schedule, output, device, data_dir, train, dev, progress, log, overrides):
+    from .pt.engine import resolve_device, task_module
+    from .pt.model import load_weights
+    name, sched = _schedule(QA_SCHEDULES, schedule, overrides)
+    dev_t = resolve_device(device)
+    output = output or default_output(model, t.name, name)
+    train, dev = _qa_set(train, "train", data_dir), _qa_set(dev, "dev", data_dir)
+
+    torch.manual_seed(sched.seed)
+    rng = np.random.default_rng(sched.seed)
+    ckpt = load_checkpoint(model)
+    tok = Tokenizer(ckpt.vocab, lowercase=ckpt.do_lower_case,
+                    max_positions=ckpt.config.max_position_embeddings)
+    tok.check_seq_len(sched.max_length)
+    if sched.max_train is not None and sched.max_train < len(train):
+        keep = np.sort(rng.choice(len(train), sched.max_train, replace=False))
+        train = D.QASet(*([getattr(train, f)[i] for i in keep] for f in ("ids", "questions", "contexts",
+                                                                          "answers")),
+                        source=f"{train.source} ({sched.max_train} of {len(train)} questions, seed "
+                               f"{sched.seed})",
+                        answer_starts=None if train.answer_starts is None else
+                        [train.answer_starts[i] for i in keep])
+    if "qa_outputs.weight" not in ckpt.weights:
+        add_head(ckpt, "qa_outputs", seed=sched.seed)
+
+    train_f, train_cut = _encode_squad(tok, train, sched)
+    dev_f, dev_cut = _encode_squad(tok, dev, sched)
+    starts, ends, inside = qa_targets(train_f, train)
+    for what, n, total in (("training", train_cut, len(train)), ("evaluation", dev_cut, len(dev))):
+        if n:
+            log(f"{n} of {total} {what} questions are longer than {sched.max_query_length} tokens "
+                "and were truncated")
+    outside = int((~inside).sum())
+    if outside:
+        log(f"{outside} of {len(inside)} training windows do not hold their whole answer: their "
+            "target is [CLS]")
+    if not inside.any():
+        raise ValueError(f"{train.source}: no training window holds its answer")
+
+    module = task_module(ckpt.config, t)
+    load_weights(module, ckpt.weights)
+    module.to(dev_t)
+    total = _total_steps(len(train_f.batch), sched)
+    starts_t, ends_t = torch.from_numpy(starts), torch.from_numpy(ends)
+
+    def loss_of(idx):
+        ids, types, valid = _tensors(train_f.batch, idx, dev_t)
+        logits = module(ids, types, valid).float()
+        pad = torch.arange(logits.shape[1], device=dev_t)[None, :] >= valid[:, None]
+        logits = logits.masked_fill(pad[..., None], -1e4)
+        sel = torch.from_numpy(idx)
+        return 0.5 * (F.cross_entropy(logits[..., 0], starts_t[sel].to(dev_t))
+                      + F.cross_entropy(logits[..., 1], ends_t[sel].to(dev_t)))
+
+    os.makedirs(output, exist_ok=True)
+    started = time.perf_counter()
+    with open(os.path.join(output, "finetune_log.jsonl"), "w", encoding="utf-8") as logf:
+        step, seen, train_s = _train(module, sched, train_f.batch.valid_length, loss_of, dev_t, total,
+                                     logf, rng, progress, f"finetune {t.name}")
+        scores, predictions = evaluate_qa(module, dev_f, dev, dev_t)
+        total_s = time.perf_counter() - started
+        logf.write(json.dumps({"step": step, "dev_exact_match": scores["exact_match"],
+                               "dev_f1": scores["f1"], "elapsed_s": total_s}) + "\n")
+    with open(os.path.join(output, "predictions.json"), "w", encoding="utf-8") as f:
+        json.dump(predictions, f, indent=1, ensure_ascii=False)
+
+    _write_back(module, ckpt)
+    summary = {"task": t.name, "model": model, "source": ckpt.source, "schedule": name,
+               **dataclasses.asdict(sched), "train_questions": len(train),
+               "train_windows": len(train_f.batch), "train_windows_without_answer": outside,
+               "train_source": train.source, "truncated_train_questions": train_cut, "steps": step,
+               "dev_source": dev.source, "dev_questions": len(dev), "dev_windows": len(dev_f.batch),
+               "truncated_dev_questions": dev_cut, "dev_exact_match": scores["exact_match"],
+               "dev_f1": scores["f1"], "n_best": N_BEST, "max_answer_length": MAX_ANSWER_LENGTH,
+               **_run_facts(dev_t, train_s, total_s, output)}
+    _save(ckpt, t, name, output, summary, ("task", "schedule", "dev_exact_match", "dev_f1",
+                                           "train_questions", "epochs", "lr", "max_length", "doc_stride"))
+    log(f"{t.name} dev exact match {scores['exact_match']:.2f}, F1 {scores['f1']:.2f} after {step} steps "
+        f"({len(train)} questions, {len(train_f.batch)} windows) in {total_s / 60:.1f} min on "
+        f"{summary['device_name']}; checkpoint: {output}")
     return summary
 
 

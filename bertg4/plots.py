@@ -2,6 +2,16 @@
 from __future__ import annotations
 
 
+def _readable_log(ax, axis: str = "y") -> None:
+    """Label a log axis at 1-2-5 steps with plain numbers, so a range within one decade
+    still has readable ticks (matplotlib's default labels only the powers of ten)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
 def latency_throughput(records: list[dict], highlight: int | None = None):
     """Latency per batch (p50, with p90-p99 band) and throughput against batch size.
 
@@ -24,6 +34,7 @@ def latency_throughput(records: list[dict], highlight: int | None = None):
         ax.set_xticks(b, [str(x) for x in b])
         ax.minorticks_off()
         ax.grid(alpha=0.3)
+    _readable_log(ax1)
     if highlight is not None:
         for ax in (ax1, ax2):
             ax.axvline(highlight, color="tab:red", ls="--", lw=1)
@@ -112,6 +123,8 @@ def cost_vs_latency_target(slo_rows: list[dict]):
            ylabel="$ per 1M requests")
     ax.set_title("at the highest request rate whose p99 meets the target", fontsize=9)
     ax.grid(alpha=0.3)
+    _readable_log(ax, "x")
+    _readable_log(ax, "y")
     if ax.get_lines():
         ax.legend(fontsize=8)
     else:
@@ -150,6 +163,7 @@ def recipe_latency(records: list[dict], baseline: str | None = None, highlight: 
         ax.grid(alpha=0.3)
         if highlight is not None:
             ax.axvline(highlight, color="tab:red", ls="--", lw=1)
+    _readable_log(ax1)
     ax1.legend(fontsize=7)
     na = sorted({r["recipe"] for r in records if r.get("status") == "not applicable"})
     r0 = ok[0]
@@ -179,9 +193,10 @@ def accumulation_error(rows: list[dict]):
     return fig
 
 
-def graph_nodes(report: dict, top: int = 12):
-    """Node counts by kind before and after the graph pass (the kinds that changed first).
-    Returns the Figure."""
+def graph_nodes(report: dict, top: int = 12, graph: str = "torch.fx graph"):
+    """Node counts by kind before and after the graph pass (the kinds that changed first), from
+    the report of :mod:`bertg4.pt.graph_pass` or :mod:`bertg4.mx.graph_pass` (``graph`` names
+    which graph). Returns the Figure."""
     import matplotlib.pyplot as plt
     before, after = report["nodes_before"], report["nodes_after"]
     kinds = sorted(set(before) | set(after),
@@ -193,10 +208,11 @@ def graph_nodes(report: dict, top: int = 12):
     ax.barh([i - 0.2 for i in y], [after.get(k, 0) for k in kinds], 0.4, label="after the pass")
     ax.set_yticks(list(y), kinds, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("nodes in the torch.fx graph")
+    ax.set_xlabel(f"nodes in the {graph}")
     ax.legend(fontsize=8)
-    ax.set_title(f"{report['bias_gelu_fused']} bias+GELU fused, {report['qkv_prearranged']} QKV "
-                 "tensors prearranged", fontsize=9)
+    bias_gelu = (f"{report['bias_gelu_fused']} bias+GELU fused" if "bias_gelu_fused" in report
+                 else f"{report['bias_gelu_split']} bias adds moved next to GELU")
+    ax.set_title(f"{bias_gelu}, {report['qkv_prearranged']} QKV tensors prearranged", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -244,8 +260,70 @@ def latency_by_seq_length(records: list[dict]):
         ax.minorticks_off()
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    _readable_log(ax1)
     r0 = ok[0]
     fig.suptitle(f"{r0['model']} | {r0['engine']} {r0['recipe']} ({r0['dtype']}) | {r0['task']} | "
                  f"{r0['device_name']}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def op_breakdown(records: list[dict]):
+    """Where the time of one forward pass goes: share of each operation type, one horizontal
+    stacked bar per engine/recipe (the article's operator chart).
+
+    ``records``: rows from :func:`bertg4.profile.profile_ops` (one per category). Segments
+    of 4 % or more are labelled with their share; each bar's right end gives its total ms
+    per forward. Not-applicable rows are listed in the title, not drawn. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+    from .profile import CATEGORIES
+    ok = [r for r in records if r.get("status", "ok") == "ok" and "category" in r]
+    if not ok:
+        raise ValueError("no profile records to plot")
+    shapes = {(r["task"], r["batch_size"], r["seq_length"], r["device_name"]) for r in ok}
+
+    def key(r):
+        label = f"{r['engine']} {r['recipe']} ({r['dtype']})"
+        if len(shapes) > 1:
+            label += f"\n{r['task']} b{r['batch_size']} s{r['seq_length']}"
+        return label
+
+    bars = list(dict.fromkeys(key(r) for r in ok))
+    cats = [c for c in CATEGORIES if any(r["category"] == c for r in ok)]
+    cats += sorted({r["category"] for r in ok} - set(CATEGORIES))
+    share = {(key(r), r["category"]): 100.0 * r["share"] for r in ok}
+    total = {key(r): r["total_ms"] for r in ok}
+    colors = {c: plt.cm.tab10(i % 10) for i, c in enumerate(cats)}
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(bars) + 1.8))
+    y = range(len(bars))
+    left = [0.0] * len(bars)
+    for c in cats:
+        widths = [share.get((b, c), 0.0) for b in bars]
+        ax.barh(list(y), widths, left=left, color=colors[c], label=c, height=0.6)
+        for i, (x0, w) in enumerate(zip(left, widths)):
+            if w >= 4.0:
+                ax.text(x0 + w / 2, i, f"{w:.0f}%", ha="center", va="center", fontsize=7,
+                        color="white" if c in (cats[0], cats[1]) else "black")
+        left = [a + w for a, w in zip(left, widths)]
+    for i, b in enumerate(bars):
+        ax.text(101, i, f"{total[b]:.0f} ms" if total[b] >= 100 else f"{total[b]:.1f} ms",
+                va="center", fontsize=7)
+    ax.set_yticks(list(y), bars, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 112)
+    ax.set_xticks(range(0, 101, 20))
+    ax.set_xlabel("share of profiled time per forward (%)")
+    ax.text(101, -0.6, "ms per\nforward", va="bottom", fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    r0 = ok[0]
+    title = f"{r0['model']} | {r0['time_basis']} | {r0['device_name']}"
+    if len(shapes) == 1:
+        title = f"{r0['model']} | {r0['task']} batch {r0['batch_size']} seq {r0['seq_length']} | " \
+                f"{r0['device_name']}\n{r0['time_basis']}"
+    na = sorted({f"{r['engine']} {r['recipe']}" for r in records if r.get("status") == "not applicable"})
+    if na:
+        title += f"\nnot applicable here: {', '.join(na)}"
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig

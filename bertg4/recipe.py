@@ -13,6 +13,11 @@ optimization" table::
     +graph_pass         export-time pass: FFN bias detached and fused with GELU, QKV prearranged
     all                 + CUDA graphs (replay per (batch, seq) shape); GPU only
 
+Extras beside the ladder: ``bf16``, ``sdpa-fp16``/``sdpa-fp32`` (PyTorch's fused attention),
+``interleaved-fp32``, ``graph-pass-fp32`` and ``int8`` (the CPU baseline of the article's c5
+comparison: INT8 GEMMs; PyTorch dynamic quantization, or MXNet's oneDNN quantization with
+calibration).
+
 An engine that cannot honour a switch on the current device raises
 :class:`NotApplicable` -- it never runs something else silently.
 """
@@ -38,6 +43,7 @@ class Recipe:
     true_fp16: bool = False          # GEMMs accumulate in fp16 (CUDA)
     graph_pass: bool = False         # torch.fx pass at build/export time
     cuda_graphs: bool = False        # capture and replay per (batch, seq) shape (CUDA)
+    int8: bool = False               # INT8 GEMMs on a CPU (pt: dynamic quantization; mx: oneDNN, calibrated)
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
@@ -53,6 +59,10 @@ class Recipe:
         if self.graph_pass and self.attention != "interleaved":
             raise ValueError("the graph pass prearranges the interleaved QKV projection: it needs "
                              "attention='interleaved'")
+
+        if self.int8 and (self.dtype != "float32" or self.graph_pass or self.cuda_graphs):
+            raise ValueError("int8 quantizes the float32 model's Linear/FullyConnected layers: it needs "
+                             "dtype float32, no graph pass and no CUDA graphs")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,7 +90,8 @@ def ladder() -> list[Recipe]:
 EXTRA = [Recipe("bf16", "bfloat16"), Recipe("sdpa-fp16", "float16", attention="sdpa"),
          Recipe("sdpa-fp32", attention="sdpa"),
          Recipe("interleaved-fp32", attention="interleaved"),
-         Recipe("graph-pass-fp32", attention="interleaved", graph_pass=True)]
+         Recipe("graph-pass-fp32", attention="interleaved", graph_pass=True),
+         Recipe("int8", int8=True)]
 RECIPES = {r.name: r for r in ladder() + EXTRA}
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 from . import data as D
 from .bench import measure, record
+from .mx.compat import MXNetUnavailable
 from .recipe import NotApplicable, get_recipe
 from .tasks import get_task
 
@@ -115,10 +116,12 @@ def run_sweep(points: list[Point], output: str, model: str = "random:bert_12_768
                         feats = pred.featurize(texts)
                         predictors[group] = (pred, getattr(feats, "batch", feats), source, None)
                     except NotApplicable as e:
-                        predictors[group] = (None, None, None, str(e))
+                        predictors[group] = (None, None, "not applicable", str(e))
+                    except MXNetUnavailable as e:
+                        predictors[group] = (None, None, "not available", str(e))
                 pred, batch, source, reason = predictors[group]
                 if pred is None:
-                    put({**base, "dtype": get_recipe(p.recipe).dtype, "status": "not applicable",
+                    put({**base, "dtype": get_recipe(p.recipe).dtype, "status": source,
                          "reason": reason})
                     continue
                 try:
@@ -159,12 +162,48 @@ def format_report(records: list[dict]) -> str:
                                f"{r['latency_ms_p90']:.2f} | {r['latency_ms_p99']:.2f} | "
                                f"{r['latency_ms_per_sequence']:.3f} | {r['sequences_per_s']:.1f} | "
                                f"{r['tflops_achieved']:.2f} |" for r in rows))
+    if len({(r["engine"], r["recipe"]) for r in ok}) > 1:
+        parts.append(format_comparison(ok))
     other = [r for r in records if r.get("status") != "ok"]
     if other:
         seen = dict.fromkeys((r.get("engine"), r.get("recipe"), r.get("task"), r.get("status"),
                               r.get("reason", "")) for r in other)
         parts.append("Did not run:\n\n" + "\n".join(f"- {e} {rc} {t}: {s} — {why}" for e, rc, t, s, why in seen))
     return "\n\n".join(parts) if parts else "no records"
+
+
+#: the yardstick of side-by-side tables, first one present wins
+REFERENCES = [("hf", "sdpa-fp32"), ("hf", "baseline"), ("pt", "baseline")]
+
+
+def format_comparison(records: list[dict], reference: tuple[str, str] | None = None) -> str:
+    """Engines and recipes side by side per (task, seq, batch): ms per batch and the speedup
+    over ``reference`` (engine, recipe) -- by default transformers' sdpa fp32, else its eager
+    fp32, else the pt baseline -- measured in the same run."""
+    ok = [r for r in records if r.get("status", "ok") == "ok"]
+    pairs = list(dict.fromkeys((r["engine"], r["recipe"]) for r in ok))
+    if reference is None:
+        reference = next((p for p in REFERENCES if p in pairs), pairs[0])
+    if reference not in pairs:
+        raise ValueError(f"reference {reference} is not among the records' engine/recipe pairs {pairs}")
+    at = {(r["engine"], r["recipe"], r["task"], r["seq_length"], r["batch_size"]): r for r in ok}
+    points = sorted({(r["task"], r["seq_length"], r["batch_size"]) for r in ok})
+    head = "| task | seq | batch | " + " | ".join(f"{e} {rc}" for e, rc in pairs) + " |"
+    lines = [f"Side by side: ms per batch (speedup over {reference[0]} {reference[1]}, same run)", "",
+             head, "|---|---:|---:|" + "---:|" * len(pairs)]
+    for t, s, b in points:
+        ref = at.get((*reference, t, s, b))
+        cells = []
+        for e, rc in pairs:
+            r = at.get((e, rc, t, s, b))
+            if r is None:
+                cells.append("–")
+            elif ref is None:
+                cells.append(f"{r['latency_ms_mean']:.1f}")
+            else:
+                cells.append(f"{r['latency_ms_mean']:.1f} ({ref['latency_ms_mean'] / r['latency_ms_mean']:.2f}×)")
+        lines.append(f"| {t} | {s} | {b} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def write_report(records: list[dict], out_dir: str) -> list[str]:

@@ -113,3 +113,17 @@ def test_bench_cli_rejects_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["bench", "--batch-sizes", "1,0", "--output", str(tmp_path)])
     assert "positive integer" in capsys.readouterr().err
+
+
+def test_side_by_side_table_gives_speedups_over_the_reference():
+    from bertg4.sweep import format_comparison, format_report
+    rows = [dict(engine=e, recipe=rc, task="SST", seq_length=128, batch_size=b, latency_ms_mean=ms,
+                 status="ok") for e, rc, b, ms in [("pt", "baseline", 1, 100.0), ("hf", "sdpa-fp32", 1, 150.0),
+                                                   ("mx", "int8", 1, 50.0), ("pt", "baseline", 8, 400.0)]]
+    table = format_comparison(rows)
+    assert "speedup over hf sdpa-fp32" in table
+    assert "| SST | 128 | 1 | 100.0 (1.50×) | 150.0 (1.00×) | 50.0 (3.00×) |" in table
+    assert "| SST | 128 | 8 | 400.0 | – | – |" in table  # no reference measured at batch 8
+    assert "pt baseline" in format_comparison(rows, reference=("pt", "baseline"))
+    with pytest.raises(ValueError, match="reference"):
+        format_comparison(rows, reference=("hf", "bf16"))

@@ -114,7 +114,7 @@ def _empty_text(tmp_path):
     (lambda t: ["--data", _empty_text(t)], "sentence #0 is empty"),
     (lambda t: ["--model", _gpt2_folder(t)], "model_type 'gpt2', not 'bert'"),
     (lambda t: ["--model", str(t / "missing.params")], "no such file"),
-    (lambda t: ["--engine", "mx"], "engine 'mx'"),
+    (lambda t: ["--engine", "hf", "--recipe", "graph-pass-fp32"], "transformers reference runs as shipped"),
     (lambda t: ["--only-infer", "--exported-model", str(t / "nope")], "not a bertg4 export directory"),
     (lambda t: ["--device", "cuda"], "sees no CUDA GPU"),
 ])

@@ -18,7 +18,7 @@ def _name(req: str) -> str:
     return re.split(r"[<>=!~\[ ;]", req, maxsplit=1)[0].lower().replace("_", "-")
 
 
-@pytest.mark.parametrize("conda_file", ["environment.yml", "environment-mxnet-gpu.yml"])
+@pytest.mark.parametrize("conda_file", ["environment.yml"])
 def test_conda_pip_list_matches_pyproject(conda_file):
     project = _pyproject()
     extras = project["optional-dependencies"]
@@ -45,12 +45,15 @@ def test_conda_pip_list_matches_pyproject(conda_file):
             f"{conda_file}: {req!r} drifts from pyproject.toml ({declared.get(_name(req))!r})"
 
 
-def test_mxnet_gpu_file_brings_cuda_10_2_libraries():
-    with open(os.path.join(ROOT, "environment-mxnet-gpu.yml"), encoding="utf-8") as f:
-        deps = [d for d in yaml.safe_load(f)["dependencies"] if isinstance(d, str)]
+def test_environment_brings_both_engines_and_cuda_10_2_libraries():
+    with open(os.path.join(ROOT, "environment.yml"), encoding="utf-8") as f:
+        deps = yaml.safe_load(f)["dependencies"]
     for lib in ("cudatoolkit=10.2", "cudnn=8", "nccl"):
         assert lib in deps
-    assert "mxnet-cu102==1.9.1" in _pyproject()["optional-dependencies"]["mxnet-cu102"]
+    pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
+    assert any("mxnet-cu102" in p and "reference" in p for p in pip)
+    extras = _pyproject()["optional-dependencies"]
+    assert "mxnet-cu102==1.9.1" in extras["mxnet-cu102"] and "numpy==1.26.4" in extras["mxnet-cu102"]
 
 
 def test_cpu_extra_pins_the_cpu_torch():

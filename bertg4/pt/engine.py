@@ -46,6 +46,8 @@ def check_applicable(recipe: Recipe, device: torch.device) -> None:
                 "numerical effect")
         if recipe.cuda_graphs:
             raise NotApplicable(f"recipe {recipe.name}: CUDA graphs need a CUDA GPU")
+    elif recipe.int8:
+        raise NotApplicable(f"recipe {recipe.name}: PyTorch's dynamic INT8 quantization runs on a CPU")
 
 
 def task_module(cfg: BertConfig, task: Task, num_labels: int | None = None,
@@ -113,6 +115,9 @@ class TorchPredictor(Predictor):
 
     def export(self, directory: str) -> str:
         """``torch.export`` the model (dynamic batch size) to ``directory/model.pt2``."""
+        if self.recipe.int8:
+            raise NotApplicable(f"recipe {self.recipe.name}: torch.export cannot export dynamically "
+                                "quantized Linear layers; run the INT8 model as built")
         os.makedirs(directory, exist_ok=True)
         example = Batch(np.zeros((2, self.seq_length), np.int64), np.zeros((2, self.seq_length), np.int64),
                         np.full(2, self.seq_length, np.int64))
@@ -143,6 +148,22 @@ class TorchPredictor(Predictor):
         return path
 
 
+def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic INT8 quantization of every ``nn.Linear``: weights int8 per output channel,
+    activations quantized per call from their observed range; the rest stays float32.
+
+    Per-channel weight scales matter: with one scale per tensor the embedded MiniLM's
+    sentence embeddings kept a mean cosine similarity of only 0.93 with float32's on SST-2
+    dev sentences, 0.97 per channel (``tests/test_mx.py`` measures it).
+    """
+    import warnings
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    with warnings.catch_warnings():  # torch marks its quantized tensors deprecated, not removed
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                dtype=torch.qint8)
+
+
 def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -166,6 +187,8 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
                          safe=recipe.safe_accumulation)
     M.load_weights(module, ckpt.weights)
     module = module.to(dev, TORCH_DTYPES[recipe.dtype]).eval()
+    if recipe.int8:
+        module = quantize_int8(module)
     report = None
     if recipe.graph_pass:
         module, report = graph_pass.apply(module)

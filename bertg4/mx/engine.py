@@ -1,0 +1,282 @@
+"""The MXNet engine (``engine="mx"``): the original recipe, on MXNet 1.9 + GluonNLP 0.10.
+
+As GluonNLP's ``scripts/bert/deploy.py`` does, the model is hybridized with
+``static_alloc``/``static_shape``, exported to ``<prefix>-symbol.json`` +
+``<prefix>-0000.params``, and re-imported for inference with
+``mx.gluon.SymbolBlock.imports`` (``bertg4 deploy --engine mx``; ``--only-infer
+--exported-model`` loads such an export without the original weights).
+
+The recipe's switches map to MXNet's own: ``safe_accumulation`` ->
+``MXNET_SAFE_ACCUMULATION``, ``true_fp16`` -> ``MXNET_FC_TRUE_FP16``, set by
+:func:`mxnet_env` for the duration of each call and restored afterwards. MXNet reads them
+when an operator executes (asynchronously, on its engine threads), so :meth:`run`
+waits for its outputs before it restores the environment.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import warnings
+
+import numpy as np
+
+from ..checkpoint import Checkpoint
+from ..config import BertConfig
+from ..predictor import Predictor
+from ..recipe import NotApplicable, Recipe, get_recipe
+from ..tasks import Task, get_task
+from ..text import Batch, Tokenizer
+from .compat import import_mxnet
+
+mx, nlp = import_mxnet()
+
+from . import graph_pass  # noqa: E402
+from . import model as M  # noqa: E402
+
+MANIFEST = "bertg4_export.json"
+PREFIX = "model"
+ENV_SWITCHES = ("MXNET_SAFE_ACCUMULATION", "MXNET_FC_TRUE_FP16")
+
+
+@contextlib.contextmanager
+def mxnet_env(recipe: Recipe):
+    """Set ``MXNET_SAFE_ACCUMULATION`` and ``MXNET_FC_TRUE_FP16`` from ``recipe``; restore on exit."""
+    values = {"MXNET_SAFE_ACCUMULATION": "1" if recipe.safe_accumulation else "0",
+              "MXNET_FC_TRUE_FP16": "1" if recipe.true_fp16 else "0"}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield values
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def resolve_context(device: str):
+    if device == "cpu":
+        return mx.cpu()
+    if device.startswith("cuda") or device.startswith("gpu"):
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if mx.context.num_gpus() <= index:
+            raise RuntimeError(f"device {device!r} requested but MXNet {mx.__version__} sees "
+                               f"{mx.context.num_gpus()} GPU(s); a CUDA build (mxnet-cu102) and a "
+                               "GPU are needed, or use --device cpu")
+        return mx.gpu(index)
+    raise ValueError(f"unsupported device {device!r}: use cpu or cuda[:N]")
+
+
+def check_applicable(recipe: Recipe, ctx) -> None:
+    """Refuse, with the reason, what MXNet cannot do on this device -- never fall back."""
+    gpu = ctx.device_type == "gpu"
+    if recipe.attention == "sdpa":
+        raise NotApplicable(f"recipe {recipe.name}: MXNet 1.9 has no scaled_dot_product_attention; "
+                            "its fused attention is the interleaved operators (attention='interleaved')")
+    if recipe.dtype == "bfloat16":
+        raise NotApplicable(f"recipe {recipe.name}: the mx engine runs float32 and float16 (GPU) only")
+    if recipe.dtype == "float16" and not gpu:
+        raise NotApplicable(f"recipe {recipe.name}: MXNet's float16 FullyConnected, softmax and "
+                            "LayerNorm run on a GPU only; on a CPU this engine runs float32 rungs")
+    if recipe.cuda_graphs:
+        raise NotApplicable(f"recipe {recipe.name}: the mx engine does not capture CUDA graphs")
+    if recipe.int8 and gpu:
+        raise NotApplicable(f"recipe {recipe.name}: MXNet's INT8 (oneDNN) quantization is for CPUs")
+
+
+class MXNetPredictor(Predictor):
+    """Runs a GluonNLP ``HybridBlock`` or an imported ``SymbolBlock``."""
+
+    engine = "mx"
+
+    def __init__(self, block, *, config, task, recipe, device, tokenizer, seq_length=128,
+                 source="", notes=None, vocab=None, lowercase=True, exported=None):
+        super().__init__(config, task, recipe, device, tokenizer, seq_length, source, notes)
+        self.block = block
+        self.ctx = resolve_context(device)
+        check_applicable(recipe, self.ctx)
+        self._vocab, self._lowercase = vocab, lowercase
+        self.exported = exported  # the directory holding symbol + params, once exported
+        self.graph_report = None
+
+    @property
+    def dtype(self) -> str:
+        return "float16" if self.recipe.dtype == "float16" else "float32"
+
+    def prepare(self, batch: Batch):
+        ctx = self.ctx
+        # token ids stay float32 (exact up to 2**24); lengths follow the network's dtype,
+        # which GluonNLP's encoder adds to an arange of that dtype
+        return (mx.nd.array(batch.input_ids, ctx=ctx, dtype="float32"),
+                mx.nd.array(batch.token_types, ctx=ctx, dtype="float32"),
+                mx.nd.array(batch.valid_length, ctx=ctx, dtype=self.dtype))
+
+    def run(self, staged):
+        with mxnet_env(self.recipe):
+            out = self.block(*staged)
+            for o in (out if isinstance(out, (tuple, list)) else (out,)):
+                o.wait_to_read()
+        return out
+
+    def synchronize(self) -> None:
+        mx.nd.waitall()
+
+    def to_numpy(self, outputs) -> np.ndarray:
+        if isinstance(outputs, (tuple, list)):
+            return tuple(self.to_numpy(o) for o in outputs)
+        return outputs.asnumpy().astype(np.float32)
+
+    def device_name(self) -> str:
+        if self.ctx.device_type == "gpu":
+            return gpu_name(self.ctx.device_id)
+        from ..pt.engine import cpu_name
+        return cpu_name()
+
+    def reset_peak_memory(self) -> None:
+        pass
+
+    def peak_memory_bytes(self) -> int | None:
+        return None  # MXNet 1.9 reports its pool's current use, never a peak: not recorded
+
+    def export(self, directory: str) -> str:
+        """Symbol + params (``model-symbol.json``, ``model-0000.params``) and a manifest."""
+        os.makedirs(directory, exist_ok=True)
+        if self.exported and os.path.abspath(self.exported) != os.path.abspath(directory):
+            for suffix in ("-symbol.json", "-0000.params"):
+                shutil.copyfile(os.path.join(self.exported, PREFIX + suffix),
+                                os.path.join(directory, PREFIX + suffix))
+        elif not self.exported:
+            _export_block(self.block, self.seq_length, directory, self.ctx, self.dtype)
+        vocab_entry = None
+        if isinstance(self._vocab, (list, tuple)):
+            vocab_entry = list(self._vocab)
+        elif self._vocab:
+            if os.path.abspath(self._vocab) != os.path.abspath(os.path.join(directory, "vocab.txt")):
+                shutil.copyfile(self._vocab, os.path.join(directory, "vocab.txt"))
+            vocab_entry = "vocab.txt"
+        manifest = {
+            "format": "bertg4-export-1", "engine": "mx", "artifact": PREFIX,
+            "config": self.config.to_dict(), "task": self.task.name, "dtype": self.recipe.dtype,
+            "recipe": dataclasses.asdict(self.recipe), "device_type": self.ctx.device_type,
+            "seq_length": self.seq_length, "vocab": vocab_entry, "lowercase": self._lowercase,
+            "source": self.source, "notes": self.notes, "mxnet": mx.__version__,
+            "gluonnlp": nlp.__version__, "graph_pass": self.graph_report,
+        }
+        with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=2)
+        return os.path.join(directory, PREFIX + "-symbol.json")
+
+
+def gpu_name(index: int) -> str:
+    try:  # MXNet has no device-name call; torch (always installed with bertg4) has
+        import torch
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(index)
+    except Exception:  # noqa: BLE001 -- a name is a label, never a reason to fail
+        pass
+    return f"CUDA GPU {index}"
+
+
+def _inputs(seq_length: int, ctx, dtype: str):
+    ids = mx.nd.ones((2, seq_length), ctx=ctx, dtype="float32")
+    return ids, mx.nd.zeros((2, seq_length), ctx=ctx, dtype="float32"), \
+        mx.nd.full((2,), seq_length, ctx=ctx, dtype=dtype)
+
+
+def _export_block(block, seq_length: int, directory: str, ctx, dtype: str) -> str:
+    """Hybridize (static alloc/shape), run once, ``export`` -- as GluonNLP's deploy.py does."""
+    if not getattr(block, "_active", False):
+        block.hybridize(static_alloc=True, static_shape=True)
+    out = block(*_inputs(seq_length, ctx, dtype))
+    for o in (out if isinstance(out, (tuple, list)) else (out,)):
+        o.wait_to_read()
+    prefix = os.path.join(directory, PREFIX)
+    block.export(prefix, epoch=0)
+    return prefix
+
+
+def import_block(directory: str, ctx):
+    """``SymbolBlock.imports`` of an export (the only-infer path)."""
+    prefix = os.path.join(directory, PREFIX)
+    with warnings.catch_warnings():  # the inputs' types are set by the first call
+        warnings.filterwarnings("ignore", message=".*Cannot decide type.*")
+        block = mx.gluon.SymbolBlock.imports(prefix + "-symbol.json", ["data0", "data1", "data2"],
+                                             prefix + "-0000.params", ctx=ctx)
+    block.hybridize(static_alloc=True, static_shape=True)
+    return block
+
+
+def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe = "baseline",
+          device: str = "cpu", seq_length: int = 128, tokenizer: Tokenizer | None = None,
+          num_labels: int | None = None, calibration: Batch | None = None) -> MXNetPredictor:
+    task, recipe = get_task(task), get_recipe(recipe)
+    ctx = resolve_context(device)
+    check_applicable(recipe, ctx)
+    if task.kind in ("classification", "regression"):
+        num_labels = ckpt.num_labels() or num_labels or task.num_labels
+    block = M.build_block(ckpt, task.kind, num_labels or 2,
+                          attention="naive" if recipe.attention == "naive" else "interleaved", ctx=ctx)
+    if recipe.dtype == "float16":
+        block.cast("float16")
+    block.hybridize(static_alloc=True, static_shape=True)
+    common = dict(config=ckpt.config, task=task, recipe=recipe, device=device, tokenizer=tokenizer,
+                  seq_length=seq_length, source=ckpt.source, notes=ckpt.notes, vocab=ckpt.vocab,
+                  lowercase=ckpt.do_lower_case)
+    if recipe.int8:
+        from .quantize import quantize_block
+        if calibration is None:
+            calibration = default_calibration(tokenizer, seq_length, ckpt.config)
+        predictor = MXNetPredictor(quantize_block(block, calibration, ctx), **common)
+        predictor.notes = predictor.notes + [f"INT8: oneDNN quantization calibrated on {len(calibration)} "
+                                             "sequences (calib_mode naive)"]
+        return predictor
+    if not recipe.graph_pass:
+        return MXNetPredictor(block, **common)
+    # the pass rewrites the exported graph: export to a private folder, rewrite, re-import
+    directory = tempfile.mkdtemp(prefix="bertg4-mx-")
+    _export_block(block, seq_length, directory, ctx, "float16" if recipe.dtype == "float16" else "float32")
+    report = graph_pass.apply_files(os.path.join(directory, PREFIX))
+    predictor = MXNetPredictor(import_block(directory, ctx), exported=directory, **common)
+    predictor.graph_report = report
+    return predictor
+
+
+def default_calibration(tokenizer: Tokenizer | None, seq_length: int, cfg: BertConfig) -> Batch:
+    """The 32 SST-2 sample sentences shipped with bertg4 (random token ids without a vocabulary)."""
+    from ..data import sample_sst
+    if tokenizer is not None:
+        return tokenizer.encode_sentences(sample_sst().first, seq_len=seq_length)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, cfg.vocab_size, size=(32, seq_length))
+    return Batch(ids, np.zeros_like(ids), np.full(32, seq_length, np.int64))
+
+
+def load_exported(path: str, device: str | None = None) -> MXNetPredictor:
+    """Reload what :meth:`MXNetPredictor.export` wrote (the directory or its symbol file)."""
+    directory = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    manifest_path = os.path.join(directory, MANIFEST)
+    if not os.path.isfile(manifest_path):
+        raise FileNotFoundError(f"{directory}: no {MANIFEST}; not a bertg4 export directory")
+    with open(manifest_path, encoding="utf-8") as f:
+        m = json.load(f)
+    if m.get("format") != "bertg4-export-1" or m.get("engine") != "mx":
+        raise ValueError(f"{manifest_path}: not an MXNet bertg4 export")
+    device = device or ("cpu" if m["device_type"] == "cpu" else "cuda")
+    ctx = resolve_context(device)
+    cfg = BertConfig(**m["config"])
+    vocab = m["vocab"]
+    if isinstance(vocab, str):
+        vocab = os.path.join(directory, vocab)
+    tok = Tokenizer(vocab, lowercase=m["lowercase"], max_positions=cfg.max_position_embeddings) if vocab else None
+    recipe = Recipe(**m["recipe"])
+    predictor = MXNetPredictor(import_block(directory, ctx), config=cfg, task=get_task(m["task"]),
+                               recipe=recipe, device=device, tokenizer=tok, seq_length=m["seq_length"],
+                               source=f"{m['source']} (exported: {directory})", notes=m["notes"],
+                               vocab=vocab, lowercase=m["lowercase"], exported=directory)
+    predictor.graph_report = m.get("graph_pass")
+    return predictor

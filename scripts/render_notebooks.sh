@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Execute every notebook at the smoke sizes and render it to HTML.
+#
+#   scripts/render_notebooks.sh OUT_DIR
+#
+# Runs `jupyter nbconvert --to html --execute` on notebooks/NN_*.ipynb with BERTG4_SMOKE=1,
+# in a temporary copy of notebooks/ (so the files the notebooks write, such as output_dir/,
+# stay out of the repository). Writes to OUT_DIR: one NN_topic.html per notebook (widget
+# state included), figures/NN_topic_K.png (every PNG figure of that page, in order, the
+# figures drawn under sliders included) and render.log. Exits non-zero when a notebook fails.
+# PYTHON selects the interpreter (default: python3 on PATH, e.g. the activated .venv).
+set -euo pipefail
+out=${1:?usage: scripts/render_notebooks.sh OUT_DIR}
+mkdir -p "$out/figures"
+out=$(realpath "$out")
+cd "$(dirname "$0")/.."
+repo=$PWD
+py=${PYTHON:-python3}
+export BERTG4_SMOKE=1 PYTHONUNBUFFERED=1
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp notebooks/[0-9][0-9]_*.ipynb "$work/"
+
+status=0
+: > "$out/render.log"
+for nb in "$work"/[0-9][0-9]_*.ipynb; do
+    name=$(basename "$nb" .ipynb)
+    start=$(date +%s)
+    if "$py" -m jupyter nbconvert --to html --execute --ExecutePreprocessor.timeout=900 \
+            --output-dir "$out" "$nb" >> "$out/render.log" 2>&1; then
+        echo "$name: ok in $(( $(date +%s) - start )) s" | tee -a "$out/render.log"
+    else
+        echo "$name: FAILED after $(( $(date +%s) - start )) s (see $out/render.log)" | tee -a "$out/render.log"
+        status=1
+    fi
+done
+
+# Every figure (cell outputs, and the outputs held in widget state), one PNG file each.
+"$py" - "$out" <<'EOF'
+import base64, html, json, pathlib, re, sys
+out = pathlib.Path(sys.argv[1])
+
+
+def walk(node):
+    if isinstance(node, dict):
+        if isinstance(node.get("image/png"), str):
+            yield node["image/png"]
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+for page in sorted(out.glob("[0-9][0-9]_*.html")):
+    text = page.read_text(encoding="utf-8")
+    found = re.findall(r'<img[^>]*src="data:image/png;base64,([^"]+)"', text)
+    for state in re.findall(r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>',
+                            text, re.S):
+        found += list(walk(json.loads(html.unescape(state))))
+    seen, k = set(), 0
+    for data in found:
+        data = data.replace("\n", "").strip()
+        if data not in seen:
+            seen.add(data)
+            k += 1
+            (out / "figures" / f"{page.stem}_{k}.png").write_bytes(base64.b64decode(data))
+    print(f"{page.stem}: {k} figure(s)")
+EOF
+exit $status
