@@ -67,6 +67,18 @@ def measure(predictor, batch: Batch, batch_size: int, warmup: int = 3, iters: in
     }
 
 
+def cpu_name() -> str:
+    """The CPU's model name and core count: the device name of CPU records."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
 def versions() -> dict:
     """Versions of Python and of the installed libraries that matter to the numbers."""
     from importlib import metadata

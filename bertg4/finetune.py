@@ -354,8 +354,9 @@ def _save(ckpt: Checkpoint, t, name: str, output: str, summary: dict, keep) -> N
 # --- question answering (SQuAD v1.1) -----------------------------------------------------------
 
 def _encode_squad(tok: Tokenizer, qa, sched: Schedule):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", TruncationWarning)
+    """Features and how many questions were cut (the caller logs that count, once)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncationWarning)
         feats = tok.encode_squad(qa.questions, qa.contexts, seq_len=sched.max_length,
                                  max_query_length=min(sched.max_query_length, sched.max_length - 4),
                                  doc_stride=sched.doc_stride)
@@ -507,7 +508,7 @@ def _finetune_qa(model, t, schedule, output, device, data_dir, train, dev, progr
 
 
 def _cpu() -> str:
-    from .pt.engine import cpu_name
+    from .bench import cpu_name
     return cpu_name()
 
 

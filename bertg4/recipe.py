@@ -41,7 +41,7 @@ class Recipe:
     safe_accumulation: bool = True   # fp16 softmax/LayerNorm reduce in fp32
     attention: str = "naive"         # naive | interleaved | sdpa
     true_fp16: bool = False          # GEMMs accumulate in fp16 (CUDA)
-    graph_pass: bool = False         # torch.fx pass at build/export time
+    graph_pass: bool = False         # graph pass at build/export time (pt: torch.fx; mx: exported graph)
     cuda_graphs: bool = False        # capture and replay per (batch, seq) shape (CUDA)
     int8: bool = False               # INT8 GEMMs on a CPU (pt: dynamic quantization; mx: oneDNN, calibrated)
 

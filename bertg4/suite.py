@@ -11,7 +11,6 @@ GPU-only rungs are recorded as not applicable.
 """
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np

@@ -127,16 +127,27 @@ def run_sweep(points: list[Point], output: str, model: str = "random:bert_12_768
                 try:
                     t = measure(pred, batch, p.batch_size, warmup=warmup, iters=iters,
                                 max_seconds=max_seconds)
-                except torch.cuda.OutOfMemoryError as e:
+                except Exception as e:  # noqa: BLE001 -- out of memory is recorded, the rest raised
+                    if not out_of_memory(e):
+                        raise
                     torch.cuda.empty_cache()
                     put({**base, "dtype": pred.recipe.dtype, "status": "out of memory",
-                         "reason": str(e).splitlines()[0]})
+                         "reason": str(e).strip().splitlines()[0]})
                     continue
                 put(record(pred, t, status="ok", data=source, examples=len(batch)))
         finally:
             if bar is not None:
                 bar.close()
     return written
+
+
+def out_of_memory(error: Exception) -> bool:
+    """A CUDA out-of-memory error of either engine (torch's own class, or MXNet's MXNetError
+    whose message carries cudaMalloc's "out of memory")."""
+    import torch
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    return type(error).__name__ == "MXNetError" and "out of memory" in str(error).lower()
 
 
 def read_sweep(path: str) -> list[dict]:

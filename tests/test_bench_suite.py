@@ -116,7 +116,7 @@ def test_bench_cli_rejects_bad_input(tmp_path, capsys):
 
 
 def test_side_by_side_table_gives_speedups_over_the_reference():
-    from bertg4.sweep import format_comparison, format_report
+    from bertg4.sweep import format_comparison
     rows = [dict(engine=e, recipe=rc, task="SST", seq_length=128, batch_size=b, latency_ms_mean=ms,
                  status="ok") for e, rc, b, ms in [("pt", "baseline", 1, 100.0), ("hf", "sdpa-fp32", 1, 150.0),
                                                    ("mx", "int8", 1, 50.0), ("pt", "baseline", 8, 400.0)]]

@@ -36,7 +36,7 @@ def test_numpy_shim_adds_the_alias_once_and_refuses_numpy2():
     fake = types.SimpleNamespace(__version__="1.26.4")
     assert compat.numpy_shim(fake) is True and fake.bool is bool
     assert compat.numpy_shim(fake) is False  # already there: untouched
-    with pytest.raises(compat.MXNetUnavailable, match=r"numpy < 2.*pip install"):
+    with pytest.raises(compat.MXNetUnavailable, match=r"needs MXNet 1.9.1.*numpy < 2.*pip install"):
         compat.numpy_shim(types.SimpleNamespace(__version__="2.1.0"))
 
 
@@ -248,11 +248,28 @@ def test_env_switches_follow_the_recipe_during_a_call_and_are_restored(mx, monke
         raise RuntimeError("boom")
     assert os.environ["MXNET_SAFE_ACCUMULATION"] == "previous" and "MXNET_FC_TRUE_FP16" not in os.environ
 
+    # what MXNet's operators see when they execute -- asynchronously, on MXNet's own threads:
+    # a custom operator reads the environment there, after run() has returned to Python
     seen = []
 
-    def block(*args):  # stands in for the network: records what the operators would read
-        seen.append({k: os.environ.get(k) for k in ("MXNET_SAFE_ACCUMULATION", "MXNET_FC_TRUE_FP16")})
-        return mx.nd.zeros((1, 2))
+    class EnvProbe(mx.operator.CustomOp):
+        def forward(self, is_train, req, in_data, out_data, aux):
+            seen.append({k: os.environ.get(k) for k in ("MXNET_SAFE_ACCUMULATION", "MXNET_FC_TRUE_FP16")})
+            self.assign(out_data[0], req[0], in_data[0])
+
+    @mx.operator.register("bertg4_env_probe")
+    class EnvProbeProp(mx.operator.CustomOpProp):
+        def list_arguments(self):
+            return ["data"]
+
+        def infer_shape(self, in_shape):
+            return in_shape, in_shape, []
+
+        def create_operator(self, ctx, shapes, dtypes):
+            return EnvProbe()
+
+    def block(ids, types, valid):
+        return mx.nd.Custom(ids, op_type="bertg4_env_probe")
 
     p = MXNetPredictor(block, config=TINY, task=bertg4.tasks.get_task("SST"), recipe=Recipe(),
                        device="cpu", tokenizer=None)
@@ -271,28 +288,39 @@ def test_what_mxnet_cannot_do_on_a_cpu_is_not_applicable(mx, recipe, why):
 
 
 @needs_mxnet
-def test_mx_export_and_only_infer_reload(mx, tmp_path):
-    from bertg4.deploy import deploy
-    out = tmp_path / "export"
-    rec = deploy(model="embedded", engine="mx", recipe="graph-pass-fp32", batch_size=8, seq_length=32,
-                 max_iters=1, warmup=0, output_dir=str(out), max_eval=8, progress=False, log=lambda *a: None)
-    assert rec["engine"] == "mx" and rec["exported_model"] == str(out)
-    assert {"model-symbol.json", "model-0000.params", "bertg4_export.json"} <= set(os.listdir(out))
-    again = deploy(engine="mx", only_infer=True, exported_model=str(out), batch_size=8, seq_length=32,
-                   max_iters=1, warmup=0, output_dir=str(tmp_path / "again"), max_eval=8,
-                   progress=False, log=lambda *a: None)
-    assert again["accuracy"] == rec["accuracy"] and again["recipe"] == "graph-pass-fp32"
+@pytest.mark.parametrize("recipe", ["baseline", "graph-pass-fp32", "int8"])
+def test_mx_export_reload_gives_the_built_models_outputs(mx, tmp_path, recipe):
+    from bertg4.mx import load_exported
+    built = bertg4.load("embedded", "QA", "mx", recipe, seq_length=32)
+    batch = built.featurize([("who wrote it?", "It was written by Jane in 1990.")] * 3).batch
+    built.export(str(tmp_path))
+    again = load_exported(str(tmp_path))
+    assert (again.task.name, again.recipe.name, again.seq_length) == ("QA", recipe, 32)
+    np.testing.assert_array_equal(again(batch), built(batch))
+    m = json.loads((tmp_path / "bertg4_export.json").read_text())
+    m["engine"] = "pt"
+    (tmp_path / "bertg4_export.json").write_text(json.dumps(m))
     with pytest.raises(ValueError, match="not an MXNet bertg4 export"):
-        from bertg4.mx import load_exported
-        m = json.load(open(out / "bertg4_export.json"))
-        m["engine"] = "pt"
-        (out / "bertg4_export.json").write_text(json.dumps(m))
-        load_exported(str(out))
+        load_exported(str(tmp_path))
 
 
 @needs_mxnet
-@pytest.mark.parametrize("engine", ["pt", "mx"])
-def test_int8_agrees_with_fp32(mx, engine, sst2_dev, measured):
+def test_deploy_engine_mx_exports_reloads_and_only_infers(mx, tmp_path):
+    from bertg4.deploy import deploy
+    out = tmp_path / "export"
+    quiet = dict(batch_size=8, seq_length=32, max_iters=1, warmup=0, max_eval=8, progress=False,
+                 log=lambda *a: None)
+    rec = deploy(model="embedded", engine="mx", recipe="graph-pass-fp32", output_dir=str(out), **quiet)
+    assert rec["engine"] == "mx" and rec["exported_model"] == str(out) and rec["recipe"] == "graph-pass-fp32"
+    assert {"model-symbol.json", "model-0000.params", "bertg4_export.json", "vocab.txt"} <= set(os.listdir(out))
+    again = deploy(engine="mx", only_infer=True, exported_model=str(out), output_dir=str(tmp_path / "again"),
+                   **quiet)
+    assert again["engine"] == "mx" and again["recipe"] == "graph-pass-fp32"
+    assert again["accuracy"] == rec["accuracy"]
+
+
+@pytest.mark.parametrize("engine", ["pt", pytest.param("mx", marks=needs_mxnet)])
+def test_int8_agrees_with_fp32(engine, sst2_dev, measured):
     """Sentence embeddings of the embedded model: INT8 vs fp32 cosine similarity."""
     fp32 = bertg4.load("embedded", "embedding", engine, "baseline", seq_length=64)
     int8 = bertg4.load("embedded", "embedding", engine, "int8", seq_length=64)
@@ -303,3 +331,41 @@ def test_int8_agrees_with_fp32(mx, engine, sst2_dev, measured):
              f"min {cosine.min():.4f}, mean {cosine.mean():.4f}")
     assert cosine.min() > 0.9 and cosine.mean() > 0.95
     assert np.abs(a - b).max() > 1e-4  # it really is a different (quantized) computation
+
+
+@needs_mxnet
+def test_add_bias_gelu_leaves_a_fully_connected_with_other_readers_alone(mx):
+    from bertg4.mx import graph_pass
+    x = mx.sym.var("data")
+    fc = mx.sym.FullyConnected(x, num_hidden=4, flatten=False, name="ffn_1")
+    out = mx.sym.Group([mx.sym.LeakyReLU(fc, act_type="gelu"), fc * 2])  # fc also read elsewhere
+    params = {"ffn_1_weight": np.ones((4, 4), np.float32), "ffn_1_bias": np.arange(4, dtype=np.float32)}
+    graph, _, report = graph_pass.apply(json.loads(out.tojson()), params)
+    assert report["bias_gelu_split"] == 0
+    lone = mx.sym.LeakyReLU(mx.sym.FullyConnected(x, num_hidden=4, flatten=False, name="ffn_1"),
+                            act_type="gelu")
+    graph, new_params, report = graph_pass.apply(json.loads(lone.tojson()), params)
+    assert report["bias_gelu_split"] == 1 and set(new_params) == set(params)
+    # and the rewritten graph computes the same thing
+    data = np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float32)
+
+    def run(sym_json):
+        sym = mx.sym.load_json(json.dumps(sym_json))
+        args = {"data": mx.nd.array(data), **{k: mx.nd.array(v) for k, v in params.items()}}
+        return sym.bind(mx.cpu(), args).forward()[0].asnumpy()
+
+    np.testing.assert_allclose(run(graph), run(json.loads(lone.tojson())), atol=1e-6)
+
+
+@needs_mxnet
+def test_mha_interleave_ignores_graphs_without_gluonnlps_qkv_layout(mx, tmp_path):
+    """The naive-attention graph (three projections) has no fused QKV to prearrange."""
+    from bertg4.mx import graph_pass
+    naive = bertg4.load(task="SST", engine="mx", recipe="baseline", checkpoint=_distinct_bias_checkpoint(),
+                        seq_length=12)
+    folder = str(tmp_path)
+    naive.export(folder)
+    graph = json.load(open(os.path.join(folder, "model-symbol.json")))
+    params = {k.split(":", 1)[1]: v.asnumpy() for k, v in mx.nd.load(os.path.join(folder, "model-0000.params")).items()}
+    _, _, report = graph_pass.apply(graph, params)
+    assert report["qkv_prearranged"] == 0 and report["bias_gelu_split"] == TINY.num_layers

@@ -9,7 +9,9 @@ needs the alias; the rest of the project runs on the same pinned numpy.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 
 INSTALL = ("pip install -e '.[mxnet]' (CPU: mxnet 1.9.1, gluonnlp 0.10.0, numpy 1.26.4), or "
            "'.[mxnet-cu102]' on a CUDA 10.2 machine such as a G4 instance (see environment.yml)")
@@ -28,8 +30,8 @@ def numpy_shim(np_module=None) -> bool:
         import numpy as np_module
     major = int(np_module.__version__.split(".")[0])
     if major >= 2:
-        raise MXNetUnavailable(f"MXNet 1.9 needs numpy < 2, and numpy {np_module.__version__} is "
-                               f"installed: {INSTALL}")
+        raise MXNetUnavailable(f"engine 'mx' needs MXNet 1.9.1 and GluonNLP 0.10.0, which need numpy < 2 "
+                               f"(numpy {np_module.__version__} is installed): {INSTALL}")
     if "bool" in np_module.__dict__:
         return False
     np_module.bool = bool
@@ -45,10 +47,29 @@ def import_mxnet():
     except ImportError as e:
         raise MXNetUnavailable(f"engine 'mx' needs MXNet 1.9.1 and GluonNLP 0.10.0 ({e}): "
                                f"{INSTALL}") from None
+    except OSError as e:  # e.g. mxnet-cu102 without the CUDA 10.2 libraries it loads
+        raise MXNetUnavailable(f"engine 'mx': MXNet is installed but cannot load ({e}); on a GPU "
+                               "machine mxnet-cu102 needs CUDA 10.2's cudart, cuBLAS 10, cuDNN 8 and "
+                               "NCCL 2 (conda env create -f environment.yml)") from None
     if not mx.__version__.startswith("1."):
         raise MXNetUnavailable(f"engine 'mx' is the MXNet 1.x recipe; mxnet {mx.__version__} is "
                                f"installed: {INSTALL}")
     return mx, nlp
+
+
+@contextlib.contextmanager
+def scoped_environ(values: dict[str, str]):
+    """Set environment variables for the duration of a block; restore (or remove) them after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield values
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def available() -> bool:

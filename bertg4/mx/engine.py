@@ -10,13 +10,11 @@ The recipe's switches map to MXNet's own: ``safe_accumulation`` ->
 ``MXNET_SAFE_ACCUMULATION``, ``true_fp16`` -> ``MXNET_FC_TRUE_FP16``, set by
 :func:`mxnet_env` for the duration of each call and restored afterwards. MXNet reads them
 when an operator executes (asynchronously, on its engine threads), so :meth:`run`
-waits for its outputs before it restores the environment.
+waits for its outputs before it restores the environment. The variables belong to the
+process: run one predictor call at a time.
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
 import os
 import shutil
 import tempfile
@@ -26,37 +24,27 @@ import numpy as np
 
 from ..checkpoint import Checkpoint
 from ..config import BertConfig
+from ..bench import cpu_name
+from ..exported import predictor_fields, read_manifest, write_manifest
 from ..predictor import Predictor
 from ..recipe import NotApplicable, Recipe, get_recipe
 from ..tasks import Task, get_task
 from ..text import Batch, Tokenizer
-from .compat import import_mxnet
+from .compat import import_mxnet, scoped_environ
 
 mx, nlp = import_mxnet()
 
 from . import graph_pass  # noqa: E402
 from . import model as M  # noqa: E402
 
-MANIFEST = "bertg4_export.json"
 PREFIX = "model"
 ENV_SWITCHES = ("MXNET_SAFE_ACCUMULATION", "MXNET_FC_TRUE_FP16")
 
 
-@contextlib.contextmanager
 def mxnet_env(recipe: Recipe):
     """Set ``MXNET_SAFE_ACCUMULATION`` and ``MXNET_FC_TRUE_FP16`` from ``recipe``; restore on exit."""
-    values = {"MXNET_SAFE_ACCUMULATION": "1" if recipe.safe_accumulation else "0",
-              "MXNET_FC_TRUE_FP16": "1" if recipe.true_fp16 else "0"}
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield values
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return scoped_environ({"MXNET_SAFE_ACCUMULATION": "1" if recipe.safe_accumulation else "0",
+                           "MXNET_FC_TRUE_FP16": "1" if recipe.true_fp16 else "0"})
 
 
 def resolve_context(device: str):
@@ -118,10 +106,7 @@ class MXNetPredictor(Predictor):
 
     def run(self, staged):
         with mxnet_env(self.recipe):
-            out = self.block(*staged)
-            for o in (out if isinstance(out, (tuple, list)) else (out,)):
-                o.wait_to_read()
-        return out
+            return _wait(self.block(*staged))
 
     def synchronize(self) -> None:
         mx.nd.waitall()
@@ -134,7 +119,6 @@ class MXNetPredictor(Predictor):
     def device_name(self) -> str:
         if self.ctx.device_type == "gpu":
             return gpu_name(self.ctx.device_id)
-        from ..pt.engine import cpu_name
         return cpu_name()
 
     def reset_peak_memory(self) -> None:
@@ -152,24 +136,17 @@ class MXNetPredictor(Predictor):
                                 os.path.join(directory, PREFIX + suffix))
         elif not self.exported:
             _export_block(self.block, self.seq_length, directory, self.ctx, self.dtype)
-        vocab_entry = None
-        if isinstance(self._vocab, (list, tuple)):
-            vocab_entry = list(self._vocab)
-        elif self._vocab:
-            if os.path.abspath(self._vocab) != os.path.abspath(os.path.join(directory, "vocab.txt")):
-                shutil.copyfile(self._vocab, os.path.join(directory, "vocab.txt"))
-            vocab_entry = "vocab.txt"
-        manifest = {
-            "format": "bertg4-export-1", "engine": "mx", "artifact": PREFIX,
-            "config": self.config.to_dict(), "task": self.task.name, "dtype": self.recipe.dtype,
-            "recipe": dataclasses.asdict(self.recipe), "device_type": self.ctx.device_type,
-            "seq_length": self.seq_length, "vocab": vocab_entry, "lowercase": self._lowercase,
-            "source": self.source, "notes": self.notes, "mxnet": mx.__version__,
-            "gluonnlp": nlp.__version__, "graph_pass": self.graph_report,
-        }
-        with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2)
+        device_type = "cuda" if self.ctx.device_type == "gpu" else "cpu"  # the names pt uses
+        write_manifest(directory, self, PREFIX, device_type, self._vocab, self._lowercase,
+                       mxnet=mx.__version__, gluonnlp=nlp.__version__, graph_pass=self.graph_report)
         return os.path.join(directory, PREFIX + "-symbol.json")
+
+
+def _wait(out):
+    """Wait until the operators producing ``out`` (an NDArray or a tuple of them) have run."""
+    for o in (out if isinstance(out, (tuple, list)) else (out,)):
+        o.wait_to_read()
+    return out
 
 
 def gpu_name(index: int) -> str:
@@ -192,9 +169,7 @@ def _export_block(block, seq_length: int, directory: str, ctx, dtype: str) -> st
     """Hybridize (static alloc/shape), run once, ``export`` -- as GluonNLP's deploy.py does."""
     if not getattr(block, "_active", False):
         block.hybridize(static_alloc=True, static_shape=True)
-    out = block(*_inputs(seq_length, ctx, dtype))
-    for o in (out if isinstance(out, (tuple, list)) else (out,)):
-        o.wait_to_read()
+    _wait(block(*_inputs(seq_length, ctx, dtype)))
     prefix = os.path.join(directory, PREFIX)
     block.export(prefix, epoch=0)
     return prefix
@@ -237,11 +212,17 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
         return predictor
     if not recipe.graph_pass:
         return MXNetPredictor(block, **common)
-    # the pass rewrites the exported graph: export to a private folder, rewrite, re-import
-    directory = tempfile.mkdtemp(prefix="bertg4-mx-")
-    _export_block(block, seq_length, directory, ctx, "float16" if recipe.dtype == "float16" else "float32")
-    report = graph_pass.apply_files(os.path.join(directory, PREFIX))
-    predictor = MXNetPredictor(import_block(directory, ctx), exported=directory, **common)
+    # the pass rewrites the exported graph: export to a private folder (removed with the
+    # predictor), rewrite, re-import
+    folder = tempfile.TemporaryDirectory(prefix="bertg4-mx-")
+    _export_block(block, seq_length, folder.name, ctx, "float16" if recipe.dtype == "float16" else "float32")
+    report = graph_pass.apply_files(os.path.join(folder.name, PREFIX))
+    if not (report["qkv_prearranged"] and report["bias_gelu_split"]):
+        raise graph_pass.GraphPassError(
+            f"recipe {recipe.name}: the graph pass found nothing to rewrite in this graph ({report['qkv_prearranged']} "
+            f"QKV tensors, {report['bias_gelu_split']} bias+GELU); refusing to run it as the pass's rung")
+    predictor = MXNetPredictor(import_block(folder.name, ctx), exported=folder.name, **common)
+    predictor._folder = folder
     predictor.graph_report = report
     return predictor
 
@@ -258,25 +239,9 @@ def default_calibration(tokenizer: Tokenizer | None, seq_length: int, cfg: BertC
 
 def load_exported(path: str, device: str | None = None) -> MXNetPredictor:
     """Reload what :meth:`MXNetPredictor.export` wrote (the directory or its symbol file)."""
-    directory = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    manifest_path = os.path.join(directory, MANIFEST)
-    if not os.path.isfile(manifest_path):
-        raise FileNotFoundError(f"{directory}: no {MANIFEST}; not a bertg4 export directory")
-    with open(manifest_path, encoding="utf-8") as f:
-        m = json.load(f)
-    if m.get("format") != "bertg4-export-1" or m.get("engine") != "mx":
-        raise ValueError(f"{manifest_path}: not an MXNet bertg4 export")
-    device = device or ("cpu" if m["device_type"] == "cpu" else "cuda")
-    ctx = resolve_context(device)
-    cfg = BertConfig(**m["config"])
-    vocab = m["vocab"]
-    if isinstance(vocab, str):
-        vocab = os.path.join(directory, vocab)
-    tok = Tokenizer(vocab, lowercase=m["lowercase"], max_positions=cfg.max_position_embeddings) if vocab else None
-    recipe = Recipe(**m["recipe"])
-    predictor = MXNetPredictor(import_block(directory, ctx), config=cfg, task=get_task(m["task"]),
-                               recipe=recipe, device=device, tokenizer=tok, seq_length=m["seq_length"],
-                               source=f"{m['source']} (exported: {directory})", notes=m["notes"],
-                               vocab=vocab, lowercase=m["lowercase"], exported=directory)
+    directory, m = read_manifest(path, "mx", "an MXNet")
+    device = device or m["device_type"]
+    predictor = MXNetPredictor(import_block(directory, resolve_context(device)), device=device,
+                               exported=directory, **predictor_fields(directory, m))
     predictor.graph_report = m.get("graph_pass")
     return predictor

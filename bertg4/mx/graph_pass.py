@@ -23,9 +23,11 @@ variables; the per-call nodes disappear.
 
 ``AddBiasGelu``: the FFN's first FullyConnected (the one feeding the GELU) gets
 ``no_bias=True``; its bias is added by a separate ``broadcast_add`` right before the GELU,
-so the pointwise bias-add and GELU sit next to each other, where MXNet's GPU pointwise
-fusion (``MXNET_USE_FUSION``) makes one kernel of them. On a CPU there is no such fusion:
-the outputs stay equal and the speed is whatever the split costs.
+so bias-add and GELU become two adjacent pointwise operators that a fusing backend can
+run as one kernel (the original recipe's library registered such a fused operator). Whether
+MXNet 1.9's own GPU pointwise fusion (``MXNET_USE_FUSION``) joins this pair has not been
+measured here; on a CPU nothing fuses them: the outputs stay equal and the speed is
+whatever the split costs, which ``bertg4 bench`` records.
 """
 from __future__ import annotations
 
@@ -52,13 +54,16 @@ def _var(name: str, arr: np.ndarray) -> dict:
                       "__storage_type__": "0"}}
 
 
-def _heads_of(reshape_node: dict) -> int:
-    shape = reshape_node.get("attrs", {}).get("shape", "")
+def _shape(node: dict) -> tuple:
+    text = node.get("attrs", {}).get("shape", "").strip("()[] ")
     try:
-        return int(shape.strip("()").split(",")[0])
+        return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise GraphPassError(f"{reshape_node['name']}: cannot read the number of heads from "
-                             f"Reshape shape {shape!r}") from None
+        raise GraphPassError(f"{node['name']}: cannot read Reshape shape {text!r}") from None
+
+
+def _true(value) -> bool:
+    return str(value).strip().lower() in ("true", "1")
 
 
 def _qkv_pattern(nodes: list[dict], fc: dict):
@@ -72,19 +77,29 @@ def _qkv_pattern(nodes: list[dict], fc: dict):
     if concat["op"] != "Concat" or stack["op"] != "stack" or len(concat["inputs"]) != 3 \
             or len(stack["inputs"]) != 3:
         return None
-    weights, biases = [], []
-    for inputs, out in ((concat["inputs"], weights), (stack["inputs"], biases)):
+    # GluonNLP 0.10's layout exactly: weights (heads, -1, 0) concatenated on axis -2 and
+    # flattened to (-1, 0); biases (heads, -1) stacked on axis 1 and flattened to (-1,)
+    if concat["attrs"].get("dim") not in ("-2", "1") or stack["attrs"].get("axis") != "1" \
+            or _shape(w_reshape) != (-1, 0) or _shape(b_reshape) != (-1,):
+        return None
+    weights, biases, heads = [], [], set()
+    for inputs, out, tail in ((concat["inputs"], weights, (-1, 0)), (stack["inputs"], biases, (-1,))):
         for (i, _, _) in inputs:
             r = nodes[i]
             if r["op"] != "Reshape" or nodes[r["inputs"][0][0]]["op"] != "null":
                 return None
+            shape = _shape(r)
+            if len(shape) != 1 + len(tail) or shape[1:] != tail:
+                return None
+            heads.add(shape[0])
             out.append(nodes[r["inputs"][0][0]]["name"])
+    if len(heads) != 1:
+        raise GraphPassError(f"{fc['name']}: the Q/K/V reshapes disagree on the number of heads {sorted(heads)}")
     for names, kind in ((weights, "weight"), (biases, "bias")):
         for name, slot in zip(names, ("query", "key", "value")):
             if not name.endswith(f"{slot}_{kind}"):
                 raise GraphPassError(f"QKV {kind} slot {slot} is fed by {name!r}, not a {slot}_{kind}")
-    heads = _heads_of(nodes[concat["inputs"][0][0]])
-    return heads, weights, biases
+    return heads.pop(), weights, biases
 
 
 def _rebuild(nodes: list[dict], heads: list) -> dict:
@@ -149,11 +164,17 @@ def apply(graph: dict, params: dict[str, np.ndarray], *, mha_interleave: bool = 
             report["qkv_prearranged"] += 2  # tensors: the joint weight and the joint bias
 
     if add_bias_gelu:
+        consumers: dict[int, int] = {}
+        for n in nodes:
+            for (i, _, _) in n["inputs"]:
+                consumers[i] = consumers.get(i, 0) + 1
+        heads = {h for (h, _, _) in graph["heads"]}
         for act in [n for n in nodes if n["op"] == "LeakyReLU" and n["attrs"].get("act_type") == "gelu"]:
             fc_index = act["inputs"][0][0]
             fc = nodes[fc_index]
-            if fc["op"] != "FullyConnected" or fc["attrs"].get("no_bias", "False") == "True":
-                continue
+            if fc["op"] != "FullyConnected" or _true(fc["attrs"].get("no_bias", "False")) \
+                    or len(fc["inputs"]) != 3 or consumers.get(fc_index) != 1 or fc_index in heads:
+                continue  # only a FullyConnected whose one reader is the GELU may lose its bias
             bias_ref = fc["inputs"][2]
             fc["attrs"]["no_bias"] = "True"
             fc["inputs"] = fc["inputs"][:2]

@@ -78,9 +78,11 @@ class MeanPooled(HybridBlock):
         self.bert = bert
 
     def hybrid_forward(self, F, inputs, token_types, valid_length):
-        seq = self.bert(inputs, token_types, valid_length)  # (batch, seq, C)
-        masked = F.SequenceMask(seq, sequence_length=valid_length, use_sequence_length=True, axis=1)
-        mean = F.broadcast_div(F.sum(masked, axis=1), F.reshape(valid_length, shape=(-1, 1)))
+        # pooled in float32 whatever the network's dtype: a 512-token sum can overflow fp16
+        seq = F.cast(self.bert(inputs, token_types, valid_length), dtype="float32")  # (batch, seq, C)
+        lengths = F.cast(valid_length, dtype="float32")
+        masked = F.SequenceMask(seq, sequence_length=lengths, use_sequence_length=True, axis=1)
+        mean = F.broadcast_div(F.sum(masked, axis=1), F.reshape(lengths, shape=(-1, 1)))
         return F.L2Normalization(mean, mode="instance", eps=1e-24)
 
 

@@ -9,7 +9,7 @@ import json
 import os
 import tempfile
 
-from .compat import import_mxnet
+from .compat import import_mxnet, scoped_environ
 
 mx, _ = import_mxnet()
 
@@ -29,16 +29,11 @@ def op_times(predictor, batch, repeats: int = 3) -> list[tuple[str, float, int]]
     staged = predictor.prepare(batch)
     # a static CachedOp runs its operators in bulk segments, which the profiler reports as one
     # entry ("elemwise_add,transpose,..."): rebuild it without bulking for the profiled runs
-    saved = os.environ.get(BULK)
-    os.environ[BULK] = "0"
     try:
-        predictor.block.hybridize(static_alloc=True, static_shape=True)
-        return _profile(predictor, staged, repeats)
+        with scoped_environ({BULK: "0"}):
+            predictor.block.hybridize(static_alloc=True, static_shape=True)
+            return _profile(predictor, staged, repeats)
     finally:
-        if saved is None:
-            os.environ.pop(BULK, None)
-        else:
-            os.environ[BULK] = saved
         predictor.block.hybridize(static_alloc=True, static_shape=True)  # bulking back on
 
 
@@ -46,16 +41,17 @@ def _profile(predictor, staged, repeats):
     for _ in range(2):
         predictor.run(staged)
     mx.nd.waitall()
-    trace = os.path.join(tempfile.mkdtemp(prefix="bertg4-mxprof-"), "profile.json")
-    mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=trace)
-    mx.profiler.set_state("run")
-    try:
-        for _ in range(repeats):
-            predictor.run(staged)
-        mx.nd.waitall()
-    finally:
-        mx.profiler.set_state("stop")
-    stats = json.loads(mx.profiler.dumps(reset=True, format="json"))
+    with tempfile.TemporaryDirectory(prefix="bertg4-mxprof-") as folder:
+        mx.profiler.set_config(profile_all=True, aggregate_stats=True,
+                               filename=os.path.join(folder, "profile.json"))
+        mx.profiler.set_state("run")
+        try:
+            for _ in range(repeats):
+                predictor.run(staged)
+            mx.nd.waitall()
+        finally:
+            mx.profiler.set_state("stop")
+        stats = json.loads(mx.profiler.dumps(reset=True, format="json"))
     ops = stats.get("Time", {}).get("operator", {})
     if not ops:
         raise RuntimeError("MXNet's profiler recorded no operator times (is this build's profiler "

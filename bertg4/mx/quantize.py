@@ -10,8 +10,8 @@ build time rather than computed per call.
 Two choices keep the answers: weights are quantized per output channel, and the residual
 adds and embeddings stay float32 (``exclude_operators``). With MXNet's defaults (per-tensor
 scales, everything quantized) the embedded MiniLM's sentence embeddings fell to a mean
-cosine similarity of 0.60 with float32's on SST-2 dev sentences; with these choices they
-stay above 0.95 (``tests/test_mx.py`` measures it).
+cosine similarity of 0.60 with float32's on 64 SST-2 dev sentences, with these choices 0.98
+(``tests/test_mx.py`` measures the current choices on the same sentences).
 """
 from __future__ import annotations
 
@@ -28,8 +28,6 @@ mx, _ = import_mxnet()
 def quantize_block(block, calibration: Batch, ctx, batch_size: int = 8):
     """The INT8 ``SymbolBlock`` of a float32 hybridized block, calibrated on ``calibration``."""
     from mxnet.contrib import quantization
-    if ctx.device_type != "cpu":
-        raise ValueError("MXNet's INT8 (oneDNN) quantization runs on a CPU context")
     if len(calibration) == 0:
         raise ValueError("INT8 calibration needs at least one input sequence")
     arrays = [np.asarray(calibration.input_ids, np.float32), np.asarray(calibration.token_types, np.float32),

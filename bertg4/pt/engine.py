@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import os
-import platform
-import shutil
 
 import numpy as np
 import torch
 
+from ..bench import cpu_name
 from ..checkpoint import Checkpoint
 from ..config import BertConfig
+from ..exported import predictor_fields, read_manifest, write_manifest
 from ..predictor import Predictor
 from ..recipe import NotApplicable, Recipe, get_recipe
 from ..tasks import Task, get_task
@@ -23,7 +21,6 @@ from .cuda_graphs import CudaGraphs
 from .numerics import fp16_accumulation
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-MANIFEST = "bertg4_export.json"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -129,22 +126,8 @@ class TorchPredictor(Predictor):
             program = torch.export.export(self.module, args, dynamic_shapes=shapes)
         path = os.path.join(directory, "model.pt2")
         torch.export.save(program, path)
-        vocab_entry = None
-        if isinstance(self._vocab, (list, tuple)):
-            vocab_entry = list(self._vocab)
-        elif self._vocab:
-            shutil.copyfile(self._vocab, os.path.join(directory, "vocab.txt"))
-            vocab_entry = "vocab.txt"
-        manifest = {
-            "format": "bertg4-export-1", "engine": self.engine, "artifact": "model.pt2",
-            "config": self.config.to_dict(), "task": self.task.name,
-            "dtype": self.recipe.dtype, "recipe": dataclasses.asdict(self.recipe),
-            "device_type": self.torch_device.type,
-            "seq_length": self.seq_length, "vocab": vocab_entry, "lowercase": self._lowercase,
-            "source": self.source, "notes": self.notes, "torch": torch.__version__,
-        }
-        with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2)
+        write_manifest(directory, self, "model.pt2", self.torch_device.type, self._vocab, self._lowercase,
+                       torch=torch.__version__)
         return path
 
 
@@ -154,7 +137,7 @@ def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
 
     Per-channel weight scales matter: with one scale per tensor the embedded MiniLM's
     sentence embeddings kept a mean cosine similarity of only 0.93 with float32's on SST-2
-    dev sentences, 0.97 per channel (``tests/test_mx.py`` measures it).
+    dev sentences, 0.97 per channel (``tests/test_mx.py`` measures the current choice).
     """
     import warnings
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
@@ -162,17 +145,6 @@ def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
         warnings.simplefilter("ignore")
         return quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig},
                                 dtype=torch.qint8)
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
 def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe = "baseline",
@@ -201,28 +173,11 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
 
 def load_exported(path: str, device: str | None = None) -> TorchPredictor:
     """Reload what :meth:`TorchPredictor.export` wrote (a directory or its model.pt2)."""
-    directory = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    manifest_path = os.path.join(directory, MANIFEST)
-    if not os.path.isfile(manifest_path):
-        raise FileNotFoundError(f"{directory}: no {MANIFEST}; not a bertg4 export directory")
-    with open(manifest_path, encoding="utf-8") as f:
-        m = json.load(f)
-    if m.get("format") != "bertg4-export-1" or m.get("engine") != "pt":
-        raise ValueError(f"{manifest_path}: not a PyTorch bertg4 export")
+    directory, m = read_manifest(path, "pt", "a PyTorch")
     device = device or m["device_type"]
     if torch.device(device).type != m["device_type"]:
         raise ValueError(f"{directory} was exported for {m['device_type']}, not "
                          f"{torch.device(device).type}; export again with --device {device}")
     dev = resolve_device(device)
     program = torch.export.load(os.path.join(directory, m["artifact"]))
-    module = program.module()
-    cfg = BertConfig(**m["config"])
-    vocab = m["vocab"]
-    if isinstance(vocab, str):
-        vocab = os.path.join(directory, vocab)
-    tok = Tokenizer(vocab, lowercase=m["lowercase"], max_positions=cfg.max_position_embeddings) if vocab else None
-    task = get_task(m["task"])
-    recipe = Recipe(**m["recipe"])
-    return TorchPredictor(module, config=cfg, task=task, recipe=recipe, device=dev, tokenizer=tok,
-                          seq_length=m["seq_length"], source=f"{m['source']} (exported: {directory})",
-                          notes=m["notes"], vocab=vocab, lowercase=m["lowercase"])
+    return TorchPredictor(program.module(), device=dev, **predictor_fields(directory, m))
