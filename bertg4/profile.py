@@ -342,7 +342,19 @@ def profile(model: str = "embedded", engines=("pt",), recipes=("baseline",), tas
     """:func:`profile_ops` for every engine x recipe on one model, task and batch shape
     (SST-2 dev sentences when found, else the shipped samples, cycled to ``batch_size``).
     A recipe an engine cannot honour on ``device`` gives one ``status: "not applicable"``
-    record with the reason."""
+    record with the reason. Several engines are profiled one after the other, each in a fresh
+    process (see :func:`bertg4.sweep.run_sweep`: their thread pools slow each other down)."""
+    engines = list(dict.fromkeys(engines))
+    if len(engines) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        records = []
+        for engine in engines:
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                records += pool.submit(profile, model, (engine,), recipes, task, batch_size, seq_length,
+                                       device, warmup, repeats, vocab,
+                                       log if log is print else None).result()
+        return records
     from .api import load
     from .checkpoint import load_checkpoint
     from .mx.compat import MXNetUnavailable

@@ -77,8 +77,15 @@ def _inputs(task, n: int = 32):
 
 def run_sweep(points: list[Point], output: str, model: str = "random:bert_12_768_12",
               device: str = "cpu", warmup: int = 3, iters: int = 20, max_seconds: float | None = 10.0,
-              resume: bool = True, progress: bool = True, vocab: str | None = None, log=print) -> list[dict]:
-    """Measure every point not yet in ``output`` (JSONL); returns the records written now."""
+              resume: bool = True, progress: bool = True, vocab: str | None = None, log=print,
+              isolate: bool | None = None) -> list[dict]:
+    """Measure every point not yet in ``output`` (JSONL); returns the records written now.
+
+    ``isolate`` (default: when the points span more than one engine) measures each engine in
+    a fresh process, one after the other: MXNet's and PyTorch's OpenMP thread pools keep
+    spinning after their own work and slow the other engine down when they share a process
+    (on a 2-core CPU, transformers measured after MXNet took twice as long as alone).
+    """
     import torch
     from .api import load
     from .checkpoint import load_checkpoint
@@ -89,6 +96,18 @@ def run_sweep(points: list[Point], output: str, model: str = "random:bert_12_768
     if len(todo) < len(points):
         log(f"resuming: {len(points) - len(todo)} of {len(points)} points already in {output}")
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    engines = list(dict.fromkeys(p.engine for p in todo))
+    if isolate if isolate is not None else len(engines) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        written = []
+        for engine in engines:
+            log(f"engine {engine}: measured in its own process")
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                written += pool.submit(run_sweep, [p for p in todo if p.engine == engine], output,
+                                       model, device, warmup, iters, max_seconds, True, progress,
+                                       vocab, isolate=False).result()
+        return written
     ckpt = load_checkpoint(model, vocab=vocab) if todo else None
     bar = None
     if progress and todo:

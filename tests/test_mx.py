@@ -74,7 +74,7 @@ def test_without_mxnet_a_sweep_records_the_engine_as_not_available(tmp_path):
     code = BLOCKED + (
         "from bertg4.sweep import plan, run_sweep\n"
         f"run_sweep(plan(['mx', 'pt'], ['baseline'], ['SST'], [16], [1]), {str(path)!r}, "
-        "model='embedded', iters=1, warmup=0, progress=False)\n")
+        "model='embedded', iters=1, warmup=0, progress=False, isolate=False)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in path.read_text().splitlines()]
