@@ -3,11 +3,15 @@ from __future__ import annotations
 
 
 def _readable_log(ax, axis: str = "y") -> None:
-    """Label a log axis at 1-2-5 steps with plain numbers, so a range within one decade
-    still has readable ticks (matplotlib's default labels only the powers of ten)."""
+    """Label a log axis with plain numbers at steps that fit its range -- every 1..9 within a
+    decade, 1-2-5 over a few, powers of ten beyond -- so even a range inside one decade has
+    readable ticks (matplotlib's default labels only the powers of ten)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    span = hi / lo if lo > 0 else float("inf")
+    subs = tuple(range(1, 10)) if span <= 12 else (1.0, 2.0, 5.0) if span <= 1e3 else (1.0,)
     target = ax.yaxis if axis == "y" else ax.xaxis
-    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_locator(LogLocator(base=10, subs=subs, numticks=30))
     target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     target.set_minor_formatter(NullFormatter())
 
