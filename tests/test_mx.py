@@ -105,7 +105,7 @@ def test_mx_matches_pt_on_sst2_dev_all_outputs(embedded, sst2_dev, measured):
     import torch
     from bertg4.mx import model as MM
     from bertg4.pt import model as PM
-    ck = dataclasses.replace(embedded, weights=dict(embedded.weights))
+    ck = dataclasses.replace(embedded, weights=dict(embedded.weights), notes=list(embedded.notes))
     add_head(ck, "classifier", 2, seed=3)
     add_head(ck, "qa_outputs", seed=4)
     tok = bertg4.api.tokenizer_for(ck)
