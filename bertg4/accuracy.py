@@ -181,30 +181,30 @@ def _status(r) -> str:
     return "n/a" if r["status"] == "not applicable" else r["status"]
 
 
+#: the task-specific columns of the table: (header, format of an "ok" row)
+_COLUMNS = {
+    "QA": [("EM", lambda r: f"{r['exact_match']:.2f}"), ("F1", lambda r: f"{r['f1']:.2f}"),
+           ("ΔF1 vs fp32", lambda r: f"{r['delta_f1_vs_fp32']:+.2f}"),
+           ("same answer as fp32", lambda r: f"{100 * r['agreement_vs_fp32']:.2f} %"),
+           ("differ", lambda r: str(r["disagreements"])),
+           ("max abs logit diff", lambda r: _fmt(r["max_abs_logit_diff"])),
+           ("meets \\|ΔF1\\| ≤ 0.5", lambda r: "yes" if r["meets_target"] else "no")],
+    "classification": [("accuracy", lambda r: f"{100 * r['accuracy']:.2f} %"),
+                       ("agreement with fp32", lambda r: f"{100 * r['agreement_vs_fp32']:.2f} %"),
+                       ("differ", lambda r: str(r["disagreements"])),
+                       ("max abs logit diff", lambda r: _fmt(r["max_abs_logit_diff"])),
+                       ("meets agreement ≥ 99.5 %", lambda r: "yes" if r["meets_target"] else "no")],
+}
+
+
 def format_accuracy(rows: list[dict]) -> str:
     """A Markdown table of :func:`rung_accuracy` rows (SST or QA columns, from the rows' task)."""
-    if rows and rows[0].get("task") == "QA":
-        lines = ["| engine | recipe | dtype | EM | F1 | ΔF1 vs fp32 | same answer as fp32 | differ | "
-                 "max abs logit diff | meets \\|ΔF1\\| ≤ 0.5 |",
-                 "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
-        for r in rows:
-            if r["status"] != "ok":
-                lines.append(f"| {r['engine']} | {r['recipe']} | {r['dtype']} | {_status(r)} | | | | | | |")
-                continue
-            lines.append(f"| {r['engine']} | {r['recipe']} | {r['dtype']} | {r['exact_match']:.2f} | "
-                         f"{r['f1']:.2f} | {r['delta_f1_vs_fp32']:+.2f} | {100 * r['agreement_vs_fp32']:.2f} % | "
-                         f"{r['disagreements']} | {_fmt(r['max_abs_logit_diff'])} | "
-                         f"{'yes' if r['meets_target'] else 'no'} |")
-    else:
-        lines = ["| engine | recipe | dtype | accuracy | agreement with fp32 | differ | max abs logit diff | "
-                 "meets agreement ≥ 99.5 % |",
-                 "|---|---|---|---:|---:|---:|---:|---|"]
-        for r in rows:
-            if r["status"] != "ok":
-                lines.append(f"| {r['engine']} | {r['recipe']} | {r['dtype']} | {_status(r)} | n/a | n/a | n/a | |")
-                continue
-            lines.append(f"| {r['engine']} | {r['recipe']} | {r['dtype']} | {100 * r['accuracy']:.2f} % | "
-                         f"{100 * r['agreement_vs_fp32']:.2f} % | {r['disagreements']} | "
-                         f"{_fmt(r['max_abs_logit_diff'])} | {'yes' if r['meets_target'] else 'no'} |")
+    columns = _COLUMNS["QA" if rows and rows[0].get("task") == "QA" else "classification"]
+    lines = ["| engine | recipe | dtype | " + " | ".join(h for h, _ in columns) + " |",
+             "|---|---|---|" + "---:|" * (len(columns) - 1) + "---|"]
+    for r in rows:
+        cells = [f(r) for _, f in columns] if r["status"] == "ok" else \
+            [_status(r)] + [""] * (len(columns) - 1)
+        lines.append(f"| {r['engine']} | {r['recipe']} | {r['dtype']} | " + " | ".join(cells) + " |")
     reasons = [f"- {r['engine']} {r['recipe']}: {r['status']}: {r['reason']}" for r in rows if r["status"] != "ok"]
     return "\n".join(lines + ([""] + reasons if reasons else []))
