@@ -79,6 +79,18 @@ def cpu_name() -> str:
     return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
+def in_fresh_process(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in a newly spawned Python process; its result comes back pickled.
+
+    Engines are measured this way one after the other: MXNet's and PyTorch's OpenMP thread
+    pools keep spinning after their own work and slow the other down in a shared process.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args, **kwargs).result()
+
+
 def versions() -> dict:
     """Versions of Python and of the installed libraries that matter to the numbers."""
     from importlib import metadata

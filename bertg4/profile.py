@@ -346,14 +346,11 @@ def profile(model: str = "embedded", engines=("pt",), recipes=("baseline",), tas
     process (see :func:`bertg4.sweep.run_sweep`: their thread pools slow each other down)."""
     engines = list(dict.fromkeys(engines))
     if len(engines) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from .bench import in_fresh_process
         records = []
         for engine in engines:
-            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                records += pool.submit(profile, model, (engine,), recipes, task, batch_size, seq_length,
-                                       device, warmup, repeats, vocab,
-                                       log if log is print else None).result()
+            records += in_fresh_process(profile, model, (engine,), recipes, task, batch_size, seq_length,
+                                        device, warmup, repeats, vocab, log if log is print else None)
         return records
     from .api import load
     from .checkpoint import load_checkpoint

@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from . import data as D
-from .bench import measure, record
+from .bench import in_fresh_process, measure, record
 from .mx.compat import MXNetUnavailable
 from .recipe import NotApplicable, get_recipe
 from .tasks import get_task
@@ -98,15 +98,12 @@ def run_sweep(points: list[Point], output: str, model: str = "random:bert_12_768
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     engines = list(dict.fromkeys(p.engine for p in todo))
     if isolate if isolate is not None else len(engines) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
         written = []
         for engine in engines:
             log(f"engine {engine}: measured in its own process")
-            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                written += pool.submit(run_sweep, [p for p in todo if p.engine == engine], output,
-                                       model, device, warmup, iters, max_seconds, True, progress,
-                                       vocab, isolate=False).result()
+            written += in_fresh_process(run_sweep, [p for p in todo if p.engine == engine], output,
+                                        model, device, warmup, iters, max_seconds, True, progress,
+                                        vocab, isolate=False)
         return written
     ckpt = load_checkpoint(model, vocab=vocab) if todo else None
     bar = None
@@ -135,12 +132,13 @@ def run_sweep(points: list[Point], output: str, model: str = "random:bert_12_768
                         feats = pred.featurize(texts)
                         predictors[group] = (pred, getattr(feats, "batch", feats), source, None)
                     except NotApplicable as e:
-                        predictors[group] = (None, None, "not applicable", str(e))
+                        predictors[group] = (None, None, None, ("not applicable", str(e)))
                     except MXNetUnavailable as e:
-                        predictors[group] = (None, None, "not available", str(e))
-                pred, batch, source, reason = predictors[group]
-                if pred is None:
-                    put({**base, "dtype": get_recipe(p.recipe).dtype, "status": source,
+                        predictors[group] = (None, None, None, ("not available", str(e)))
+                pred, batch, source, failed = predictors[group]
+                if failed:
+                    status, reason = failed
+                    put({**base, "dtype": get_recipe(p.recipe).dtype, "status": status,
                          "reason": reason})
                     continue
                 try:

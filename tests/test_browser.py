@@ -73,20 +73,17 @@ def _log_tail(path: Path, n: int = 4000) -> str:
 def _stop(proc: subprocess.Popen) -> None:
     """SIGTERM the server's process group (the server and its kernels), then SIGKILL."""
     if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
-    try:  # kernels may outlive a server that was killed
-        os.killpg(proc.pid, signal.SIGKILL)
+        _signal_and_wait(proc, signal.SIGTERM, 15)
+    _signal_and_wait(proc, signal.SIGKILL, 5)  # kernels may outlive a server that was killed
+
+
+def _signal_and_wait(proc: subprocess.Popen, sig: int, timeout: float) -> None:
+    try:
+        os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
     try:
-        proc.wait(timeout=5)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         pass
 

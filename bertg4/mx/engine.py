@@ -38,7 +38,6 @@ from . import graph_pass  # noqa: E402
 from . import model as M  # noqa: E402
 
 PREFIX = "model"
-ENV_SWITCHES = ("MXNET_SAFE_ACCUMULATION", "MXNET_FC_TRUE_FP16")
 
 
 def mxnet_env(recipe: Recipe):
@@ -94,7 +93,7 @@ class MXNetPredictor(Predictor):
 
     @property
     def dtype(self) -> str:
-        return "float16" if self.recipe.dtype == "float16" else "float32"
+        return net_dtype(self.recipe)
 
     def prepare(self, batch: Batch):
         ctx = self.ctx
@@ -140,6 +139,11 @@ class MXNetPredictor(Predictor):
         write_manifest(directory, self, PREFIX, device_type, self._vocab, self._lowercase,
                        mxnet=mx.__version__, gluonnlp=nlp.__version__, graph_pass=self.graph_report)
         return os.path.join(directory, PREFIX + "-symbol.json")
+
+
+def net_dtype(recipe: Recipe) -> str:
+    """The network's dtype on this engine: float16 for the fp16 rungs, float32 otherwise."""
+    return "float16" if recipe.dtype == "float16" else "float32"
 
 
 def _wait(out):
@@ -196,7 +200,7 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
         num_labels = ckpt.num_labels() or num_labels or task.num_labels
     block = M.build_block(ckpt, task.kind, num_labels or 2,
                           attention="naive" if recipe.attention == "naive" else "interleaved", ctx=ctx)
-    if recipe.dtype == "float16":
+    if net_dtype(recipe) == "float16":
         block.cast("float16")
     block.hybridize(static_alloc=True, static_shape=True)
     common = dict(config=ckpt.config, task=task, recipe=recipe, device=device, tokenizer=tokenizer,
@@ -215,7 +219,7 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
     # the pass rewrites the exported graph: export to a private folder (removed with the
     # predictor), rewrite, re-import
     folder = tempfile.TemporaryDirectory(prefix="bertg4-mx-")
-    _export_block(block, seq_length, folder.name, ctx, "float16" if recipe.dtype == "float16" else "float32")
+    _export_block(block, seq_length, folder.name, ctx, net_dtype(recipe))
     report = graph_pass.apply_files(os.path.join(folder.name, PREFIX))
     if not (report["qkv_prearranged"] and report["bias_gelu_split"]):
         raise graph_pass.GraphPassError(
