@@ -129,9 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "SQuAD-format data with --task QA (the counterpart of finetune_squad.py), and "
                        "write a checkpoint folder that bertg4 deploy --model and bertg4.load read. "
                        "SST schedules: cpu (the embedded MiniLM on a 2-core CPU: one epoch over all "
-                       "67,349 sentences, ~8.5 min), full (3 epochs), tiny. QA schedules: cpu (seq 384, "
-                       "stride 128, batch 16, lr 1e-4, up to 20 epochs / 300 steps), full (2 epochs, seq "
-                       "384, stride 128, lr 3e-5, batch 32: a GPU), tiny.")
+                       "67,349 sentences, ~8.5 min, no dropout), full (3 epochs, dropout 0.1), tiny. "
+                       "QA schedules: cpu (seq 384, stride 128, batch 16, lr 1e-4, up to 20 epochs / "
+                       "300 steps, no dropout), full (2 epochs, seq 384, stride 128, lr 3e-5, batch 32, "
+                       "dropout 0.1: a GPU), tiny.")
     f.add_argument("--task", type=_task, default="SST", help="SST (default), CoLA or QA")
     f.add_argument("--model", default="embedded")
     f.add_argument("--schedule", default="cpu", choices=["cpu", "full", "tiny"])
@@ -146,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-steps", type=_positive_int, help="stop after this many optimizer steps")
     f.add_argument("--doc-stride", type=_positive_int, help="QA: tokens between window starts (default 128)")
     f.add_argument("--seed", type=int)
+    f.add_argument("--dropout", type=float, help="hidden and attention dropout while training "
+                   "(default: the schedule's; 0 turns it off)")
     f.add_argument("--train-data", help="training file: GLUE-style TSV, or SQuAD-format JSON for --task QA "
                    "(default: SST-2 train / SQuAD v1.1 train-v1.1.json found locally)")
     f.add_argument("--dev-data", help="evaluation file: GLUE-style TSV, or SQuAD-format JSON for --task QA "
@@ -238,7 +241,7 @@ def _finetune(args) -> int:
              data_dir=args.data_dir, train=args.train_data, dev=args.dev_data,
              progress=not args.no_progress, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
              max_length=args.max_length, max_train=args.max_train, max_steps=args.max_steps,
-             doc_stride=args.doc_stride, seed=args.seed)
+             doc_stride=args.doc_stride, seed=args.seed, dropout=args.dropout)
     return 0
 
 

@@ -5,11 +5,18 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import bertg4
 from bertg4 import cli
 from bertg4 import data as D
+from bertg4.checkpoint import add_head, random_weights
+from bertg4.config import BertConfig
 from bertg4.finetune import finetune
+from bertg4.pt import graph_pass
+from bertg4.pt.model import ForClassification, ForQuestionAnswering, load_weights
+
+SMALL = BertConfig(2, 64, 4, 128, 100, 64, name="small")
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +35,7 @@ def test_training_learns(tiny_run):
     assert summary["dev_accuracy"] >= 0.9
     rows = [json.loads(line) for line in (out / "finetune_log.jsonl").read_text().splitlines()]
     assert rows[-1]["dev_accuracy"] == summary["dev_accuracy"] and rows[0]["loss"] > 0
+    assert summary["dropout"] == 0.1  # BERT's fine-tuning dropout, the schedules' default
 
 
 def test_written_checkpoint_is_the_trained_model(tiny_run):
@@ -45,8 +53,9 @@ def test_finetune_refuses_bad_arguments(tmp_path, capsys):
         finetune(schedule="fast", output=str(tmp_path))
     with pytest.raises(ValueError, match="MRPC is not supported"):
         finetune(task="MRPC", output=str(tmp_path))
-    with pytest.raises(ValueError, match="invalid schedule"):
-        finetune(schedule="tiny", lr=-1.0, output=str(tmp_path), train=D.sample_sst(), dev=D.sample_sst())
+    for bad in ({"lr": -1.0}, {"dropout": 1.0}, {"dropout": -0.1}):
+        with pytest.raises(ValueError, match="invalid schedule"):
+            finetune(schedule="tiny", output=str(tmp_path), train=D.sample_sst(), dev=D.sample_sst(), **bad)
     assert cli.main(["finetune", "--model", str(tmp_path / "nothing"), "--output", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
 
@@ -72,3 +81,66 @@ def test_accuracy_needs_a_trained_head():
     from bertg4.accuracy import rung_accuracy
     with pytest.raises(ValueError, match="no classifier head"):
         rung_accuracy("embedded", data=D.sample_sst())
+
+
+def _inputs(n=4, L=16, seed=0):
+    rng = np.random.default_rng(seed)
+    valid = np.array([L, 3, 9, 12][:n])
+    ids = rng.integers(5, SMALL.vocab_size, (n, L))
+    ids[np.arange(L)[None, :] >= valid[:, None]] = 0
+    return torch.from_numpy(ids), torch.zeros(n, L, dtype=torch.int64), torch.from_numpy(valid)
+
+
+def _classifier(weights, **options):
+    return load_weights(ForClassification(SMALL, 2, **options), weights)
+
+
+@pytest.fixture(scope="module")
+def small_weights():
+    ck = bertg4.Checkpoint(SMALL, random_weights(SMALL, 0), None, source="test")
+    add_head(ck, "classifier", 2, seed=0)
+    return ck.weights
+
+
+@pytest.mark.parametrize("attention", ["naive", "interleaved", "sdpa"])
+def test_dropout_acts_only_while_training(small_weights, attention):
+    args = _inputs()
+    plain = _classifier(small_weights, attention=attention)
+    with torch.no_grad():
+        reference = plain.eval()(*args)
+        # without dropout, training mode computes what eval mode does
+        torch.testing.assert_close(plain.train()(*args), reference, rtol=0, atol=0)
+        for options in ({"dropout": 0.1}, {"attention_dropout": 0.1},
+                        {"dropout": 0.1, "attention_dropout": 0.1}):
+            model = _classifier(small_weights, attention=attention, **options)
+            torch.testing.assert_close(model.eval()(*args), reference, rtol=0, atol=0)
+            model.train()
+            torch.manual_seed(1)
+            first = model(*args)
+            torch.manual_seed(2)
+            assert not torch.allclose(model(*args), first), options  # each setting really drops
+            torch.manual_seed(1)
+            torch.testing.assert_close(model(*args), first, rtol=0, atol=0)
+
+
+def test_dropout_leaves_no_trace_in_served_graphs(small_weights):
+    # the graph pass traces eval-mode modules: a model built with dropout gives the same graph
+    plain = _classifier(small_weights, attention="interleaved").eval()
+    dropped = _classifier(small_weights, attention="interleaved", dropout=0.1, attention_dropout=0.1).eval()
+    _, r_plain = graph_pass.apply(plain)
+    gm, r_dropped = graph_pass.apply(dropped)
+    assert r_dropped["nodes_after"] == r_plain["nodes_after"]
+    assert not any("dropout" in k for k in r_dropped["nodes_before"])
+    with torch.no_grad():
+        torch.testing.assert_close(gm(*_inputs()), plain(*_inputs()), atol=1e-6, rtol=0)
+
+
+def test_qa_module_takes_dropout(small_weights):
+    w = dict(small_weights)
+    w.pop("classifier.weight"), w.pop("classifier.bias")
+    w["qa_outputs.weight"] = np.zeros((2, SMALL.hidden_size), np.float32) + 0.01
+    w["qa_outputs.bias"] = np.zeros(2, np.float32)
+    model = load_weights(ForQuestionAnswering(SMALL, dropout=0.2), w)
+    with torch.no_grad():
+        evaluated = model.eval()(*_inputs())
+        assert not torch.allclose(model.train()(*_inputs()), evaluated)

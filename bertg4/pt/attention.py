@@ -77,12 +77,17 @@ class SelfAttention(nn.Module):
 
     layout = "batch_first"
 
-    def __init__(self, hidden: int, heads: int, safe: bool = True):
+    def __init__(self, hidden: int, heads: int, safe: bool = True, dropout: float = 0.0):
         super().__init__()
         self.num_heads, self.head_dim, self.safe = heads, hidden // heads, safe
+        self.dropout = dropout  # on the attention probabilities, in training mode only
         self.query, self.key, self.value = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden), \
             nn.Linear(hidden, hidden)
         self.out = nn.Linear(hidden, hidden)
+
+    def _drop(self, probs: torch.Tensor) -> torch.Tensor:
+        # a Python branch: an eval-mode module (every traced or served one) has no dropout node
+        return F.dropout(probs, self.dropout) if self.training and self.dropout else probs
 
 
 class NaiveSelfAttention(SelfAttention):
@@ -95,7 +100,7 @@ class NaiveSelfAttention(SelfAttention):
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
         scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-        probs = numerics.softmax(scores, dim=-1, safe=self.safe)
+        probs = self._drop(numerics.softmax(scores, dim=-1, safe=self.safe))
         return self.out(torch.matmul(probs, v).transpose(1, 2).reshape(b, L, h))
 
 
@@ -107,7 +112,7 @@ class InterleavedSelfAttention(SelfAttention):
         weight = interleave_qkv(self.query.weight, self.key.weight, self.value.weight, heads)
         bias = interleave_qkv(self.query.bias, self.key.bias, self.value.bias, heads)
         proj = F.linear(x, weight, bias)  # (L, B, 3H), one GEMM
-        probs = masked_softmax(interleaved_qk(proj, heads), valid_length, heads, self.safe)
+        probs = self._drop(masked_softmax(interleaved_qk(proj, heads), valid_length, heads, self.safe))
         return self.out(interleaved_valatt(proj, probs, heads))
 
 
@@ -119,7 +124,8 @@ class SdpaSelfAttention(SelfAttention):
             return t.view(b, L, self.num_heads, self.head_dim).transpose(1, 2)
 
         ctx = F.scaled_dot_product_attention(split(self.query(x)), split(self.key(x)),
-                                             split(self.value(x)), attn_mask=key_mask[:, None, None, :])
+                                             split(self.value(x)), attn_mask=key_mask[:, None, None, :],
+                                             dropout_p=self.dropout if self.training else 0.0)
         return self.out(ctx.transpose(1, 2).reshape(b, L, h))
 
 

@@ -18,33 +18,46 @@ from .attention import ATTENTION
 from .numerics import LayerNorm
 
 
-class Layer(nn.Module):
-    """Post-LayerNorm transformer layer: attention, add & norm, FFN (GELU), add & norm."""
+def _drop(module: nn.Module, x: torch.Tensor, p: float) -> torch.Tensor:
+    """Dropout for fine-tuning only: a Python branch, so an eval-mode module (everything served,
+    traced by the graph pass or exported) computes exactly what it would without it."""
+    return F.dropout(x, p) if module.training and p else x
 
-    def __init__(self, cfg: BertConfig, attention: str = "naive", safe: bool = True):
+
+class Layer(nn.Module):
+    """Post-LayerNorm transformer layer: attention, add & norm, FFN (GELU), add & norm.
+
+    ``dropout`` (BERT's ``hidden_dropout_prob``) acts on the attention and FFN outputs before
+    each residual add, ``attention_dropout`` on the attention probabilities; both only in
+    training mode (``bertg4 finetune``)."""
+
+    def __init__(self, cfg: BertConfig, attention: str = "naive", safe: bool = True,
+                 dropout: float = 0.0, attention_dropout: float = 0.0):
         super().__init__()
         h, i, eps = cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps
-        self.attn = ATTENTION[attention](h, cfg.num_heads, safe)
+        self.attn = ATTENTION[attention](h, cfg.num_heads, safe, attention_dropout)
         self.attn_ln = LayerNorm(h, eps, safe)
         self.ffn1, self.ffn2 = nn.Linear(h, i), nn.Linear(i, h)
         self.ffn_ln = LayerNorm(h, eps, safe)
+        self.dropout = dropout
 
     def forward(self, x, valid_length, key_mask):
-        x = self.attn_ln(x + self.attn(x, valid_length, key_mask))
-        return self.ffn_ln(x + self.ffn2(F.gelu(self.ffn1(x))))
+        x = self.attn_ln(x + _drop(self, self.attn(x, valid_length, key_mask), self.dropout))
+        return self.ffn_ln(x + _drop(self, self.ffn2(F.gelu(self.ffn1(x))), self.dropout))
 
 
 class Bert(nn.Module):
     """Embeddings + encoder + (optional) pooler. Returns (sequence_output, pooled_output).
 
     ``attention`` picks the layout (see :mod:`bertg4.pt.attention`); ``safe`` whether fp16
-    softmax/LayerNorm reduce in fp32. Inputs and outputs are batch-first whatever the
+    softmax/LayerNorm reduce in fp32; ``dropout``/``attention_dropout`` are for fine-tuning
+    (see :class:`Layer`; ``dropout`` also acts on the embeddings). Inputs and outputs are batch-first whatever the
     layout inside: the interleaved layout transposes once after the embeddings and once
     at the end, as GluonNLP's BERT does.
     """
 
     def __init__(self, cfg: BertConfig, pooler: bool = True, attention: str = "naive",
-                 safe: bool = True):
+                 safe: bool = True, dropout: float = 0.0, attention_dropout: float = 0.0):
         super().__init__()
         if attention not in ATTENTION:
             raise ValueError(f"unknown attention {attention!r}: choose one of {', '.join(ATTENTION)}")
@@ -55,13 +68,15 @@ class Bert(nn.Module):
         self.position_embed = nn.Embedding(cfg.max_position_embeddings, h)
         self.token_type_embed = nn.Embedding(cfg.type_vocab_size, h)
         self.embed_ln = LayerNorm(h, cfg.layer_norm_eps, safe)
-        self.layers = nn.ModuleList(Layer(cfg, attention, safe) for _ in range(cfg.num_layers))
+        self.layers = nn.ModuleList(Layer(cfg, attention, safe, dropout, attention_dropout)
+                                    for _ in range(cfg.num_layers))
+        self.dropout = dropout
         self.pooler = nn.Linear(h, h) if pooler else None
 
     def embed(self, input_ids, token_types):
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         x = self.word_embed(input_ids) + self.token_type_embed(token_types) + self.position_embed(positions)
-        return self.embed_ln(x)
+        return _drop(self, self.embed_ln(x), self.dropout)
 
     def forward(self, input_ids, token_types, valid_length, all_layers: bool = False):
         key_mask = None  # the interleaved attention masks by valid_length inside its softmax
@@ -86,15 +101,18 @@ class Bert(nn.Module):
 
 
 class ForClassification(nn.Module):
-    """Pooled [CLS] -> Linear -> logits ``(batch, num_labels)`` (GluonNLP's BERTClassifier)."""
+    """Pooled [CLS] -> (dropout) -> Linear -> logits ``(batch, num_labels)`` (GluonNLP's
+    BERTClassifier)."""
 
     def __init__(self, cfg: BertConfig, num_labels: int, **options):
         super().__init__()
         self.bert = Bert(cfg, pooler=True, **options)
         self.classifier = nn.Linear(cfg.hidden_size, num_labels)
+        self.dropout = options.get("dropout", 0.0)
 
     def forward(self, input_ids, token_types, valid_length):
-        return self.classifier(self.bert(input_ids, token_types, valid_length)[1])
+        pooled = self.bert(input_ids, token_types, valid_length)[1]
+        return self.classifier(_drop(self, pooled, self.dropout))
 
 
 class ForQuestionAnswering(nn.Module):
