@@ -167,10 +167,17 @@ def _schedule(table: dict, schedule, overrides: dict) -> tuple[str, Schedule]:
     if unknown:
         raise ValueError(f"unknown schedule fields {sorted(unknown)}")
     sched = dataclasses.replace(schedule, **{k: v for k, v in overrides.items() if v is not None})
-    if (sched.epochs <= 0 or sched.batch_size < 1 or sched.lr <= 0 or sched.max_length < 3
-            or (sched.max_steps is not None and sched.max_steps < 1) or sched.doc_stride < 1
-            or sched.max_query_length < 1 or not 0.0 <= sched.dropout < 1.0):
-        raise ValueError(f"invalid schedule {sched}")
+    bad = [what for what, wrong in (
+        (f"epochs {sched.epochs:g} (must be > 0)", sched.epochs <= 0),
+        (f"batch_size {sched.batch_size} (must be >= 1)", sched.batch_size < 1),
+        (f"lr {sched.lr:g} (must be > 0)", sched.lr <= 0),
+        (f"max_length {sched.max_length} (must be >= 3)", sched.max_length < 3),
+        (f"max_steps {sched.max_steps} (must be >= 1)", sched.max_steps is not None and sched.max_steps < 1),
+        (f"doc_stride {sched.doc_stride} (must be >= 1)", sched.doc_stride < 1),
+        (f"max_query_length {sched.max_query_length} (must be >= 1)", sched.max_query_length < 1),
+        (f"dropout {sched.dropout:g} (must be in [0, 1))", not 0.0 <= sched.dropout < 1.0)) if wrong]
+    if bad:
+        raise ValueError(f"invalid schedule {name!r}: {'; '.join(bad)}")
     return name, sched
 
 

@@ -54,7 +54,7 @@ def test_finetune_refuses_bad_arguments(tmp_path, capsys):
     with pytest.raises(ValueError, match="MRPC is not supported"):
         finetune(task="MRPC", output=str(tmp_path))
     for bad in ({"lr": -1.0}, {"dropout": 1.0}, {"dropout": -0.1}):
-        with pytest.raises(ValueError, match="invalid schedule"):
+        with pytest.raises(ValueError, match=f"invalid schedule 'tiny': {next(iter(bad))} "):
             finetune(schedule="tiny", output=str(tmp_path), train=D.sample_sst(), dev=D.sample_sst(), **bad)
     assert cli.main(["finetune", "--model", str(tmp_path / "nothing"), "--output", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
