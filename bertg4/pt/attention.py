@@ -67,6 +67,12 @@ def masked_softmax(scores: torch.Tensor, valid_length: torch.Tensor, heads: int,
     return numerics.softmax(scores.masked_fill(~keep, float("-inf")), dim=-1, safe=safe)
 
 
+def train_dropout(module: nn.Module, x: torch.Tensor, p: float) -> torch.Tensor:
+    """Dropout for fine-tuning only: a Python branch, so an eval-mode module (everything served,
+    traced by the graph pass or exported) computes exactly what it would without it."""
+    return F.dropout(x, p) if module.training and p else x
+
+
 # graph-pass and node-count friendly: each is one node in a torch.fx graph, like MXNet's operators
 for _name in ("interleave_qkv", "interleaved_qk", "interleaved_valatt", "masked_softmax"):
     torch.fx.wrap(_name)
@@ -86,8 +92,7 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(hidden, hidden)
 
     def _drop(self, probs: torch.Tensor) -> torch.Tensor:
-        # a Python branch: an eval-mode module (every traced or served one) has no dropout node
-        return F.dropout(probs, self.dropout) if self.training and self.dropout else probs
+        return train_dropout(self, probs, self.dropout)
 
 
 class NaiveSelfAttention(SelfAttention):

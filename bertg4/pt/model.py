@@ -14,14 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import BertConfig
-from .attention import ATTENTION
+from .attention import ATTENTION, train_dropout as _drop
 from .numerics import LayerNorm
-
-
-def _drop(module: nn.Module, x: torch.Tensor, p: float) -> torch.Tensor:
-    """Dropout for fine-tuning only: a Python branch, so an eval-mode module (everything served,
-    traced by the graph pass or exported) computes exactly what it would without it."""
-    return F.dropout(x, p) if module.training and p else x
 
 
 class Layer(nn.Module):
