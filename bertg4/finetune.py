@@ -199,6 +199,14 @@ def _total_steps(rows: int, sched: Schedule) -> int:
     return min(total, sched.max_steps) if sched.max_steps is not None else total
 
 
+def _trainable(ckpt: Checkpoint, t, sched: Schedule, dev_t, num_labels: int | None = None):
+    """The task's PyTorch module with the schedule's dropout, holding ``ckpt``'s weights, on ``dev_t``."""
+    from .pt.engine import task_module
+    from .pt.model import load_weights
+    module = task_module(ckpt.config, t, num_labels, dropout=sched.dropout, attention_dropout=sched.dropout)
+    return load_weights(module, ckpt.weights).to(dev_t)
+
+
 def _train(module, sched: Schedule, lengths: np.ndarray, loss_of, dev_t, total: int, logf,
            rng: np.random.Generator, progress: bool, desc: str) -> tuple[int, int, float]:
     """The training loop shared by every task: AdamW, linear warm-up and decay, clipping at 1.0,
@@ -277,7 +285,7 @@ def finetune(model: str = "embedded", task: str = "SST", schedule: str | Schedul
     if t.kind == "qa":
         return _finetune_qa(model, t, schedule, output, device, data_dir, train, dev, progress, log,
                             overrides)
-    from .pt.engine import resolve_device, task_module
+    from .pt.engine import resolve_device
     if t.kind != "classification" or t.pair:
         raise ValueError(f"finetune trains single-sentence classification (SST, CoLA) and QA; {t.name} "
                          "is not supported")
@@ -317,11 +325,7 @@ def finetune(model: str = "embedded", task: str = "SST", schedule: str | Schedul
             log(f"{n} of {total} {what} sentences are longer than {sched.max_length} tokens and were "
                 "truncated")
 
-    module = task_module(ckpt.config, t, num_labels, dropout=sched.dropout,
-                         attention_dropout=sched.dropout)
-    from .pt.model import load_weights
-    load_weights(module, ckpt.weights)
-    module.to(dev_t)
+    module = _trainable(ckpt, t, sched, dev_t, num_labels)
     total = _total_steps(len(train_b), sched)
 
     def loss_of(idx):
@@ -440,8 +444,7 @@ def _qa_set(value, split: str, data_dir):
 
 
 def _finetune_qa(model, t, schedule, output, device, data_dir, train, dev, progress, log, overrides):
-    from .pt.engine import resolve_device, task_module
-    from .pt.model import load_weights
+    from .pt.engine import resolve_device
     name, sched = _schedule(QA_SCHEDULES, schedule, overrides)
     dev_t = resolve_device(device)
     output = output or default_output(model, t.name, name)
@@ -478,9 +481,7 @@ def _finetune_qa(model, t, schedule, output, device, data_dir, train, dev, progr
     if not inside.any():
         raise ValueError(f"{train.source}: no training window holds its answer")
 
-    module = task_module(ckpt.config, t, dropout=sched.dropout, attention_dropout=sched.dropout)
-    load_weights(module, ckpt.weights)
-    module.to(dev_t)
+    module = _trainable(ckpt, t, sched, dev_t)
     total = _total_steps(len(train_f.batch), sched)
     starts_t, ends_t = torch.from_numpy(starts), torch.from_numpy(ends)
 

@@ -45,9 +45,9 @@ class Bert(nn.Module):
 
     ``attention`` picks the layout (see :mod:`bertg4.pt.attention`); ``safe`` whether fp16
     softmax/LayerNorm reduce in fp32; ``dropout``/``attention_dropout`` are for fine-tuning
-    (see :class:`Layer`; ``dropout`` also acts on the embeddings). Inputs and outputs are batch-first whatever the
-    layout inside: the interleaved layout transposes once after the embeddings and once
-    at the end, as GluonNLP's BERT does.
+    (see :class:`Layer`; ``dropout`` also acts on the embeddings). Inputs and outputs are
+    batch-first whatever the layout inside: the interleaved layout transposes once after the
+    embeddings and once at the end, as GluonNLP's BERT does.
     """
 
     def __init__(self, cfg: BertConfig, pooler: bool = True, attention: str = "naive",
