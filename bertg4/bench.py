@@ -12,11 +12,11 @@ import datetime as _dt
 import json
 import os
 import platform
-import sys
 import time
 
 import numpy as np
 
+from .system import command_line, cpu_name, versions  # noqa: F401 (re-exported)
 from .text import Batch, check_batch_size
 
 
@@ -67,16 +67,6 @@ def measure(predictor, batch: Batch, batch_size: int, warmup: int = 3, iters: in
     }
 
 
-def cpu_name() -> str:
-    """The CPU's model name and core count: the device name of CPU records."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
 def in_fresh_process(fn, *args, **kwargs):
@@ -91,24 +81,6 @@ def in_fresh_process(fn, *args, **kwargs):
         return pool.submit(fn, *args, **kwargs).result()
 
 
-def versions() -> dict:
-    """Versions of Python and of the installed libraries that matter to the numbers."""
-    from importlib import metadata
-    out = {"python": platform.python_version()}
-    for dist in ("bertg4", "torch", "numpy", "transformers", "tokenizers", "mxnet", "mxnet-cu102",
-                 "gluonnlp"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    if "bertg4" not in out:  # running from a source tree that is not installed
-        from . import __version__
-        out["bertg4"] = __version__
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        out["cuda"] = torch.version.cuda
-        out["cudnn"] = torch.backends.cudnn.version()
-    return out
 
 
 def record(predictor, timing: dict, **extra) -> dict:
@@ -126,12 +98,6 @@ def record(predictor, timing: dict, **extra) -> dict:
     return row
 
 
-def command_line() -> str:
-    """The command as a user would type it (``bertg4 ...`` for the console script and -m)."""
-    prog = os.path.basename(sys.argv[0])
-    if prog in ("cli.py", "__main__.py", "bertg4"):
-        prog = "bertg4"
-    return " ".join([prog] + sys.argv[1:])
 
 
 def write_json(obj, path: str) -> str:

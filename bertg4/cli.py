@@ -6,26 +6,9 @@ import json
 import sys
 
 from . import profile as _profile
+from .argtypes import positive_int as _positive_int, task_name as _task
 from .recipe import RECIPES, get_recipe
 from .tasks import TASKS
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def _task(text: str) -> str:
-    from .tasks import get_task
-    try:
-        return get_task(text).name
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _size_list(text: str) -> list[int]:

@@ -1,8 +1,8 @@
 """Evaluation data: GLUE SST-2, SQuAD-format files, and the small samples in ``data/``.
 
-SST-2 is looked for, in order, in ``data_dir``, ``$BERTG4_DATA_DIR``, the
-``shared/data`` folder beside this repository, and the download cache
-(``~/.cache/bertg4``). :func:`download_sst2` fetches the official GLUE file when
+SST-2 is looked for, in order, in ``data_dir``, ``$BERTG4_DATA_DIR``, this repository's
+``data/sst2`` (which ships the dev split), the ``shared/data`` folder beside this repository,
+and the download cache (``~/.cache/bertg4``). :func:`download_sst2` fetches the official GLUE file when
 online and checks its SHA-256. SQuAD v1.1 is looked for the same way (folder ``squad``)
 and :func:`download_squad` fetches the official files, checking size and SHA-256.
 """
@@ -90,7 +90,8 @@ def sst2_candidates(data_dir: str | None = None) -> list[str]:
     if os.environ.get("BERTG4_DATA_DIR"):
         d = os.environ["BERTG4_DATA_DIR"]
         dirs += [os.path.join(d, "sst2"), os.path.join(d, "SST-2")]
-    dirs += [os.path.join(REPO_ROOT, "..", "shared", "data", "sst2"),
+    dirs += [os.path.join(REPO_ROOT, "data", "sst2"),
+             os.path.join(REPO_ROOT, "..", "shared", "data", "sst2"),
              os.path.join(os.getcwd(), "..", "shared", "data", "sst2"),
              os.path.join(CACHE, "glue", "SST-2")]
     return [os.path.normpath(d) for d in dirs]

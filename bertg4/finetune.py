@@ -524,7 +524,7 @@ def _finetune_qa(model, t, schedule, output, device, data_dir, train, dev, progr
 
 
 def _cpu() -> str:
-    from .bench import cpu_name
+    from .system import cpu_name
     return cpu_name()
 
 

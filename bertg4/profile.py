@@ -456,7 +456,7 @@ def format_profile(records: list[dict]) -> str:
 
 def add_parser(sub):
     """Add the ``profile`` subcommand to an argparse subparsers object; returns its parser."""
-    from .cli import _positive_int, _task
+    from .argtypes import positive_int as _positive_int, task_name as _task
     from .recipe import RECIPES
     p = sub.add_parser("profile", help="where the time goes: one forward pass by operation type",
                        description="Profile forward passes and break their time down by operation "

@@ -13,6 +13,6 @@ def _readme_commands():
 def test_two_commands_and_ci():
     main_job, tests = _readme_commands()
     assert main_job.endswith("bertg4 deploy") and "'.[cpu]'" in main_job
-    assert "'.[cpu,test,mxnet]'" in tests and "pytest" in tests
+    assert "'.[cpu,test,mxnet,ort,serve]'" in tests and "pytest" in tests
     ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read().splitlines()
     assert tests in ci, ".ci/run must run the README's test command verbatim"

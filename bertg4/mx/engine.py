@@ -24,7 +24,7 @@ import numpy as np
 
 from ..checkpoint import Checkpoint
 from ..config import BertConfig
-from ..bench import cpu_name
+from ..system import cpu_name
 from ..exported import predictor_fields, read_manifest, write_manifest
 from ..predictor import Predictor
 from ..recipe import NotApplicable, Recipe, get_recipe

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import torch
 
-from ..bench import cpu_name
+from ..system import cpu_name
 from ..checkpoint import Checkpoint
 from ..config import BertConfig
 from ..exported import predictor_fields, read_manifest, write_manifest
