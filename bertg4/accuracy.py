@@ -33,6 +33,7 @@ DEFAULT_RECIPES = {
     "hf": ["baseline", "sdpa-fp32", "sdpa-fp16"],
     "mx": ["baseline", "fp16", "+safe_accumulation", "+interleaved", "+true_fp16", "+graph_pass",
            "interleaved-fp32", "graph-pass-fp32", "int8"],
+    "ort": ["baseline", "int8"],  # ONNX Runtime's optimized graph and its dynamic INT8
 }
 #: the targets the project states for agreement with fp32
 TARGET_AGREEMENT = 0.995   # share of SST-2 predictions equal to the fp32 baseline's
@@ -44,6 +45,9 @@ UNAVAILABLE = (ImportError, NotImplementedError, OSError)
 
 
 def _unavailable(engine: str) -> tuple[type[BaseException], ...]:
+    if engine == "ort":
+        from .ort import ORTUnavailable
+        return UNAVAILABLE + (ORTUnavailable,)
     if engine != "mx":
         return UNAVAILABLE
     try:  # MXNet missing or unusable (e.g. numpy 2): bertg4.mx says so with MXNetUnavailable

@@ -10,7 +10,7 @@ from .recipe import Recipe, get_recipe
 from .tasks import Task, get_task
 from .text import Tokenizer
 
-ENGINES = ("pt", "hf", "mx")
+ENGINES = ("pt", "hf", "mx", "ort")
 
 
 def tokenizer_for(ckpt: Checkpoint) -> Tokenizer | None:
@@ -30,8 +30,12 @@ def load(model: str = "embedded", task: str | Task = "embedding", engine: str = 
     ``model``: ``"embedded"`` (all-MiniLM-L6-v2, offline), a Hugging Face folder, a
     GluonNLP ``.params`` file, or ``"random:bert_12_768_12"`` (random weights, for speed).
     ``task``: ``SST`` (and the other GLUE names), ``QA`` or ``embedding``.
-    A task head the checkpoint lacks is initialised randomly (seeded) and the
-    predictor's ``notes`` say so. Use ``predictor.predict(texts)`` for answers and
+    ``engine``: ``pt`` (PyTorch), ``hf`` (transformers, the reference), ``mx`` (MXNet 1.9 +
+    GluonNLP, the ``mxnet`` extra) or ``ort`` (ONNX Runtime's optimized graph and its dynamic
+    INT8, the ``ort`` extra: the yardstick, :mod:`bertg4.ort`).
+    A task head the checkpoint lacks comes from ``bertg4/heads/`` when one is shipped for
+    this encoder and task (the embedded model's SST-2 linear probe), otherwise it is
+    initialised randomly (seeded); the predictor's ``notes`` say which. Use ``predictor.predict(texts)`` for answers and
     ``predictor(batch)`` for raw outputs.
     """
     task = get_task(task)
@@ -42,7 +46,7 @@ def load(model: str = "embedded", task: str | Task = "embedding", engine: str = 
     if task.head and task.head not in ckpt.heads:
         # never change the caller's checkpoint: the head lives in this predictor only
         ckpt = dataclasses.replace(ckpt, weights=dict(ckpt.weights), notes=list(ckpt.notes))
-        add_head(ckpt, task.head, num_labels=num_labels or task.num_labels, seed=seed)
+        add_head(ckpt, task.head, num_labels=num_labels or task.num_labels, seed=seed, task=task.name)
     tok = tokenizer_for(ckpt)
     if tok is not None:
         tok.check_seq_len(seq_length)
@@ -53,7 +57,9 @@ def load(model: str = "embedded", task: str | Task = "embedding", engine: str = 
         from .pt import build
     elif engine == "hf":
         from .hf import build
-    else:
+    elif engine == "mx":
         from .mx import build
+    else:
+        from .ort import build
     return build(ckpt, task, recipe, device, seq_length=seq_length, tokenizer=tok,
                  num_labels=num_labels)

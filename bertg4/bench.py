@@ -5,6 +5,10 @@ the clock starts; warm-up iterations are excluded; each timed iteration ends wit
 the predictor's own ``synchronize()`` (``torch.cuda.synchronize`` for PyTorch), so
 a latency is the wall time of one whole batch; throughput is sequences over the
 summed timed wall time.
+
+:func:`measure_points` is the one timing path: ``sweep_batch_sizes``/``sweep_recipes``,
+``sweep.run_sweep``, the ladder suite and ``bertg4 bench --traffic`` (whole passes over real
+request lengths, :func:`bertg4.traffic.measure_traffic`) all time and record through it.
 """
 from __future__ import annotations
 
@@ -12,11 +16,13 @@ import datetime as _dt
 import json
 import os
 import platform
+import sys
 import time
 
 import numpy as np
 
 from .system import command_line, cpu_name, versions  # noqa: F401 (re-exported)
+from .recipe import NotApplicable
 from .text import Batch, check_batch_size
 
 
@@ -92,10 +98,18 @@ def record(predictor, timing: dict, **extra) -> dict:
     peak = getattr(predictor, "peak_memory_bytes", lambda: None)()
     row["peak_memory_mb"] = None if peak is None else peak / 2**20
     row.update(extra)
-    row.update({"versions": versions(), "host": platform.node(),
+    row.update(record_fields())
+    return row
+
+
+def record_fields(device_name: str | None = None) -> dict:
+    """What every record ends with: versions, host, date (UTC), command; and ``device_name``
+    when given (records of code that is not a predictor: the peers)."""
+    out = {"device_name": device_name} if device_name is not None else {}
+    out.update({"versions": versions(), "host": platform.node(),
                 "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "command": command_line()})
-    return row
+    return out
 
 
 
@@ -120,16 +134,91 @@ def write_jsonl(records: list[dict], path: str) -> str:
     return path
 
 
-def sweep_batch_sizes(predictor, batch: Batch, batch_sizes, warmup: int = 3, iters: int = 20,
-                      max_seconds: float | None = None, progress: bool = True, **extra) -> list[dict]:
-    """One record per batch size, same predictor and inputs (cycled to fill each batch)."""
+def out_of_memory(error: Exception) -> bool:
+    """A CUDA out-of-memory error of either engine (torch's own class, or MXNet's MXNetError
+    whose message carries cudaMalloc's "out of memory")."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    return type(error).__name__ == "MXNetError" and "out of memory" in str(error).lower()
+
+
+def measure_points(predictor, batch: Batch, batch_sizes, *, warmup: int = 3, iters: int = 20,
+                   max_seconds: float | None = None, progress: bool = False, traffic: str | None = None,
+                   padding: str | None = None, repeats: int = 3, label: str | None = None,
+                   first_call: bool = False, stop=None, log=None, **extra) -> list[dict]:
+    """The one timing path: one record per batch size for ``predictor`` on ``batch``.
+
+    Fixed shapes (``traffic`` None): :func:`measure` times ``iters`` batches (``warmup``
+    batches excluded). Real traffic (``traffic`` names the source of ``batch``): every row in
+    padding mode ``padding``, timed whole by :func:`bertg4.traffic.measure_traffic`
+    (``warmup`` untimed passes, the median of ``repeats``). ``label`` replaces the record's
+    recipe name; ``first_call`` times one call before warm-up and records it apart
+    (``first_call_s``: torch.compile's compile time); ``stop()`` returning true records the
+    remaining sizes as ``skipped: time budget``; a CUDA out-of-memory error is recorded as
+    ``out of memory`` and the sizes go on; ``extra`` fields are added to every record.
+    """
     sizes = [check_batch_size(b) for b in batch_sizes]
     loop = sizes
-    if progress:
+    if progress and len(sizes) > 1:
         from tqdm.auto import tqdm
         loop = tqdm(sizes, desc="batch sizes", unit="size")
-    return [record(predictor, measure(predictor, batch, b, warmup=warmup, iters=iters,
-                                      max_seconds=max_seconds), **extra) for b in loop]
+    name = label or predictor.recipe.name
+    base = {"engine": predictor.engine, "recipe": name, "task": predictor.task.name,
+            "dtype": predictor.recipe.dtype, "device": predictor.device, "seq_length": batch.seq_len}
+    if traffic is not None:
+        base.update(traffic=traffic, padding=padding or predictor.default_padding)
+    records = []
+    for b in loop:
+        if stop is not None and stop():
+            records.append({**base, **extra, "batch_size": b, "status": "skipped: time budget"})
+            continue
+        first = {}
+        try:
+            if first_call:
+                t0 = time.perf_counter()
+                predictor(batch.repeat_to(b))
+                predictor.synchronize()
+                first["first_call_s"] = time.perf_counter() - t0
+            if traffic is None:
+                t = measure(predictor, batch, b, warmup=warmup, iters=iters, max_seconds=max_seconds)
+            else:
+                from .traffic import measure_traffic
+                t = {"traffic": traffic, **measure_traffic(predictor, batch, b, padding=padding,
+                                                           warmup=warmup, repeats=repeats,
+                                                           max_seconds=max_seconds)}
+        except NotApplicable as e:  # e.g. a padding mode this engine does not have
+            records.append({**base, **extra, "batch_size": b, "status": "not applicable",
+                            "reason": str(e)})
+            continue
+        except Exception as e:  # noqa: BLE001 -- out of memory is recorded, the rest raised
+            if not out_of_memory(e):
+                raise
+            if "torch" in sys.modules:
+                sys.modules["torch"].cuda.empty_cache()
+            records.append({**base, **extra, "batch_size": b, "status": "out of memory",
+                            "reason": str(e).strip().splitlines()[0]})
+            continue
+        rec = record(predictor, t, **{"status": "ok", **extra, **first})
+        rec["recipe"] = name
+        records.append(rec)
+        if log is not None:
+            if traffic is None:
+                log(f"  {name:<22} batch {b:>4}: {t['latency_ms_p50']:8.3f} ms p50, "
+                    f"{t['sequences_per_s']:10.1f} seq/s, {t['tflops_achieved']:7.2f} TFLOP/s")
+            else:
+                log(f"  {predictor.engine} {name:<20} {traffic} {t['padding']:<8} batch {b:>4}: "
+                    f"{t['sentences_per_s']:9.1f} sentences/s, {t['tokens_per_s']:10.0f} tokens/s, "
+                    f"waste {t['padding_waste']:.2f}")
+    return records
+
+
+def sweep_batch_sizes(predictor, batch: Batch, batch_sizes, warmup: int = 3, iters: int = 20,
+                      max_seconds: float | None = None, progress: bool = True, **extra) -> list[dict]:
+    """One record per batch size, same predictor and inputs (cycled to fill each batch):
+    :func:`measure_points` at fixed shapes."""
+    return measure_points(predictor, batch, batch_sizes, warmup=warmup, iters=iters,
+                          max_seconds=max_seconds, progress=progress, **extra)
 
 
 def sweep_recipes(recipes, texts, batch_sizes, model: str = "embedded", task="SST", engine: str = "pt",

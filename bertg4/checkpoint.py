@@ -331,8 +331,80 @@ def random_weights(cfg: BertConfig, seed: int = 0, std: float = 0.02) -> dict[st
     return out
 
 
-def add_head(ckpt: Checkpoint, head: str, num_labels: int = 2, seed: int = 0) -> None:
-    """Give a checkpoint a freshly initialised task head, and say so in its notes."""
+# --------------------------------------------------------------------------- shipped heads
+
+#: heads trained for the embedded model and shipped with the package (``bertg4/heads/``):
+#: task name -> file stem; each ``<stem>.safetensors`` has a ``<stem>.json`` record
+HEADS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "heads")
+SHIPPED_HEADS = {"SST": "embedded-SST-probe"}
+
+
+def backbone_fingerprint(weights: dict) -> str:
+    """SHA-256 of the pooler and the last layer's output projection: which encoder a head was
+    fitted on (a shipped head is used only on the same weights)."""
+    import hashlib
+    last = max((int(m.group(1)) for k in weights if (m := re.match(r"encoder\.layer\.(\d+)\.", k))),
+               default=None)
+    names = ["pooler.dense.weight", "pooler.dense.bias"]
+    if last is not None:
+        names.append(f"encoder.layer.{last}.output.dense.weight")
+    h = hashlib.sha256()
+    for name in names:
+        if name not in weights:
+            return ""
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(weights[name], np.float32).tobytes())
+    return h.hexdigest()
+
+
+def shipped_head(task: str) -> tuple[dict, dict, str] | None:
+    """``(tensors, record, path)`` of the head shipped for ``task``, or ``None``.
+
+    Raises :class:`CheckpointError` when the file does not match its record (shapes, SHA-256)."""
+    import json
+    stem = SHIPPED_HEADS.get(task)
+    if stem is None:
+        return None
+    path = os.path.join(HEADS_DIR, stem + ".safetensors")
+    with open(os.path.join(HEADS_DIR, stem + ".json"), encoding="utf-8") as f:
+        record = json.load(f)
+    from safetensors.numpy import load_file
+    from .data import sha256
+    if sha256(path) != record["sha256"]:
+        raise CheckpointError(f"{path}: sha256 {sha256(path)} differs from its record's {record['sha256']}")
+    tensors = load_file(path)
+    shapes = {k: list(v.shape) for k, v in tensors.items()}
+    if shapes != record["shapes"]:
+        raise CheckpointError(f"{path}: tensors {shapes} differ from its record's {record['shapes']}")
+    return tensors, record, path
+
+
+def head_note(record: dict, path: str) -> str:
+    """How a shipped head is named wherever a prediction is printed."""
+    rel = os.path.relpath(path, os.path.dirname(HEADS_DIR))
+    return (f"{record['task']} head: SST-2 linear probe shipped with bertg4 "
+            f"({record['design']}; {record['train_sentences']:,} SST-2 train sentences), dev accuracy "
+            f"{100 * record['dev_accuracy']:.2f} % recorded in bertg4/{rel[:-len('.safetensors')]}.json")
+
+
+def add_head(ckpt: Checkpoint, head: str, num_labels: int = 2, seed: int = 0,
+             task: str | None = None) -> None:
+    """Give a checkpoint a task head, and say which in its notes.
+
+    With ``task`` given and a head shipped for it (:data:`SHIPPED_HEADS`) that was fitted on
+    these very encoder weights (:func:`backbone_fingerprint`), that head; otherwise a freshly,
+    randomly initialised one (seeded), whose predictions mean nothing until fine-tuned."""
+    found = shipped_head(task) if task and head == "classifier" else None
+    if found is not None:
+        tensors, record, path = found
+        if (int(tensors["classifier.weight"].shape[0]) == num_labels
+                and tensors["classifier.weight"].shape[1] == ckpt.config.hidden_size
+                and record["backbone_fingerprint"] == backbone_fingerprint(ckpt.weights)):
+            ckpt.weights.update({k: np.asarray(v, np.float32) for k, v in tensors.items()})
+            ckpt.notes.append(head_note(record, path))
+            return
+        ckpt.notes.append(f"the {task} head shipped with bertg4 ({os.path.basename(path)}) was fitted on "
+                          "other encoder weights or labels and is not used")
     cfg = ckpt.config
     shapes = head_shapes(cfg, num_labels=num_labels) if head == "classifier" else head_shapes(cfg, qa=True)
     rng = np.random.default_rng(seed)
@@ -399,5 +471,6 @@ def deinterleave_qkv(w: np.ndarray, num_heads: int) -> tuple[np.ndarray, np.ndar
 
 
 __all__ = ["Checkpoint", "CheckpointError", "ConfigError", "load_checkpoint", "load_hf_folder",
-           "load_gluon_params", "random_weights", "add_head", "validate", "backbone_shapes",
+           "load_gluon_params", "random_weights", "add_head", "shipped_head", "backbone_fingerprint",
+           "validate", "backbone_shapes",
            "interleave_qkv", "deinterleave_qkv", "embedded_dir"]

@@ -1,4 +1,4 @@
-"""Command line: ``bertg4 deploy | bench | report | cost | finetune | accuracy | profile | env``."""
+"""Command line: ``bertg4 deploy | bench | report | cost | finetune | accuracy | profile | serve | loadtest | env``."""
 from __future__ import annotations
 
 import argparse
@@ -6,9 +6,19 @@ import json
 import sys
 
 from . import profile as _profile
+from .serve import command as _serve
 from .argtypes import positive_int as _positive_int, task_name as _task
+from .padding import MODES as PADDING_MODES
 from .recipe import RECIPES, get_recipe
 from .tasks import TASKS
+
+
+def _traffic(text: str) -> str:
+    from .traffic import check_traffic
+    try:
+        return check_traffic(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _size_list(text: str) -> list[int]:
@@ -65,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", default="random:bert_12_768_12")
     b.add_argument("--vocab", help="vocab.txt (random models use the embedded one when present)")
     b.add_argument("--task", type=_task, action="append", help="repeatable: SST, QA, ... (default SST)")
-    b.add_argument("--engine", action="append", choices=["pt", "hf", "mx"],
-                   help="repeatable: pt, hf (transformers), mx (MXNet, the mxnet extra); default pt")
+    b.add_argument("--engine", action="append", choices=["pt", "hf", "mx", "ort"],
+                   help="repeatable: pt, hf (transformers), mx (MXNet, the mxnet extra), ort (ONNX "
+                   "Runtime, the ort extra); default pt")
     b.add_argument("--recipe", action="append", choices=list(RECIPES) + ["ladder"],
                    help="repeatable; 'ladder' = every rung (default baseline)")
     b.add_argument("--batch-sizes", type=_size_list,
@@ -75,13 +86,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated (default the article's 80,128,384)")
     b.add_argument("--device", default="cpu")
     b.add_argument("--iters", type=_positive_int, default=20, help="timed batches per point (default 20)")
-    b.add_argument("--warmup", type=int, default=3)
+    b.add_argument("--warmup", type=int, default=3,
+                   help="untimed warm-up batches (default 3); with --traffic one untimed pass over "
+                   "the traffic (none with --warmup 0)")
     b.add_argument("--max-seconds", type=float, default=10.0, help="time budget per point (default 10)")
     b.add_argument("--quick", action="store_true",
                    help="CI-sized: batch 1,2, seq 16, 2 timed batches (explicit sizes still win)")
     b.add_argument("--fresh", action="store_true",
                    help="start over instead of resuming the points already in records.jsonl")
     b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--traffic", action="append", type=_traffic,
+                   help="repeatable: time whole passes over real request lengths instead of fixed "
+                   "shapes: sst2-dev (872 sentences), squad-small (QA windows), lognormal:MEAN,P99[,N] "
+                   "(synthetic token counts); batch size default 32, seq 128")
+    b.add_argument("--padding", action="append", choices=list(PADDING_MODES),
+                   help="repeatable, with --traffic: fixed, longest, packed (default: each engine's "
+                   "default_padding)")
+    b.add_argument("--peers", action="store_true",
+                   help="with --traffic: also time what users run instead (transformers and ONNX "
+                   "Runtime padding to the longest row per batch in order, ORT dynamic INT8, "
+                   "sentence-transformers encode for --task embedding), each in its own process")
+    b.add_argument("--repeats", type=_positive_int, default=3,
+                   help="with --traffic: timed passes over the traffic per point (median; default 3)")
+    b.add_argument("--max-rows", type=_positive_int,
+                   help="with --traffic: only the first N requests of the source")
     b.add_argument("--output", default="bench_out",
                    help="folder for records.jsonl, table.md, report.md and PNGs")
 
@@ -99,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "targets with dynamic batching under Poisson load.")
     c.add_argument("records", nargs="*", help="records.jsonl (bertg4 bench) or deploy JSON files")
     c.add_argument("--instance", action="append",
-                   help="catalogue name or NAME=PRICE_PER_HOUR, repeatable (default: the current "
-                   "catalogue entries)")
+                   help="catalogue name, NAME=PRICE_PER_HOUR, or this-machine=PRICE (your price for "
+                   "the machine that ran the records), repeatable (default: the current catalogue "
+                   "entries)")
     c.add_argument("--slo-ms", help="comma-separated p99 latency targets in ms, e.g. 10,50,100")
     c.add_argument("--list", action="store_true", help="print the instance catalogue and exit")
     c.add_argument("--output", default="cost_out", help="folder for cost.md, cost.jsonl and PNGs")
@@ -112,13 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "SQuAD-format data with --task QA (the counterpart of finetune_squad.py), and "
                        "write a checkpoint folder that bertg4 deploy --model and bertg4.load read. "
                        "SST schedules: cpu (the embedded MiniLM on a 2-core CPU: one epoch over all "
-                       "67,349 sentences, ~8.5 min, no dropout), full (3 epochs, dropout 0.1), tiny. "
+                       "67,349 sentences, ~8.5 min, no dropout), full (3 epochs, dropout 0.1), tiny, probe "
+                       "(SST: encoder frozen, a logistic-regression head on the pooled [CLS] output of "
+                       "20,000 training sentences: what bertg4/heads/ ships). "
                        "QA schedules: cpu (seq 384, stride 128, batch 16, lr 1e-4, up to 20 epochs / "
                        "300 steps, no dropout), full (2 epochs, seq 384, stride 128, lr 3e-5, batch 32, "
                        "dropout 0.1: a GPU), tiny.")
     f.add_argument("--task", type=_task, default="SST", help="SST (default), CoLA or QA")
     f.add_argument("--model", default="embedded")
-    f.add_argument("--schedule", default="cpu", choices=["cpu", "full", "tiny"])
+    f.add_argument("--schedule", default="cpu", choices=["cpu", "full", "tiny", "probe"])
     f.add_argument("--output", help="checkpoint folder (default: ~/.cache/bertg4/finetuned/...)")
     f.add_argument("--device", default="cpu")
     f.add_argument("--epochs", type=float)
@@ -151,8 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--model", required=True, help="a fine-tuned checkpoint (bertg4 finetune's output)")
     a.add_argument("--task", type=_task, default="SST", help="SST (default), another GLUE task, or QA")
     a.add_argument("--device", default="cpu")
-    a.add_argument("--engine", action="append", choices=["pt", "hf", "mx"],
-                   help="repeatable (default pt and hf, and mx when MXNet is installed)")
+    a.add_argument("--engine", action="append", choices=["pt", "hf", "mx", "ort"],
+                   help="repeatable (default pt and hf, and mx when MXNet is installed); ort: ONNX "
+                   "Runtime's optimized graph and its dynamic INT8 (the ort extra)")
     a.add_argument("--recipe", action="append", choices=list(RECIPES), help="repeatable (default all)")
     a.add_argument("--seq-length", type=_positive_int, help="default 128 (QA: 384)")
     a.add_argument("--batch-size", type=_positive_int, default=64, help="default 64")
@@ -164,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--output", default="accuracy_out", help="folder for records.jsonl and table.md")
 
     _profile.add_parser(sub)
+    _serve.add_parser(sub)
     sub.add_parser("env", help="print versions and devices as JSON")
     return parser
 
@@ -267,6 +300,11 @@ def _bench(args) -> int:
     import os
     from .bench import write_jsonl
     os.makedirs(args.output, exist_ok=True)
+    if args.traffic:
+        return _bench_traffic(args)
+    if args.padding or args.peers:
+        raise ValueError("--padding and --peers apply to real traffic: add --traffic "
+                         "(sst2-dev, squad-small or lognormal:MEAN,P99[,N])")
     if args.suite:
         from .suite import format_suite, run_suite
         records = run_suite(args.suite, vocab=args.vocab)
@@ -307,6 +345,40 @@ def _bench(args) -> int:
     return 0
 
 
+def _bench_traffic(args) -> int:
+    """``bertg4 bench --traffic ...``: whole passes over real request lengths, per engine, recipe,
+    task, padding mode and batch size (and the peers with ``--peers``), appended to
+    ``OUTPUT/records.jsonl`` beside any fixed-shape records; the side-by-side table goes to
+    ``OUTPUT/traffic.md``."""
+    import os
+    from .recipe import ladder
+    from .traffic import format_traffic, run_traffic
+    if args.suite:
+        raise ValueError("--suite runs the fixed-shape ladder; it does not combine with --traffic")
+    names = args.recipe or ["baseline"]
+    recipes = list(dict.fromkeys(r.name for n in names for r in (ladder() if n == "ladder" else [get_recipe(n)])))
+    os.makedirs(args.output, exist_ok=True)
+    path = os.path.join(args.output, "records.jsonl")
+    if args.fresh and os.path.exists(path):
+        os.remove(path)
+    records = []
+    for seq in args.seq_lengths or [128]:
+        records += run_traffic(args.engine or ["pt"], recipes, args.task or ["SST"], args.traffic,
+                               args.padding, args.batch_sizes or [32], model=args.model,
+                               device=args.device, seq_length=seq, warmup=min(args.warmup, 1),
+                               repeats=args.repeats, max_seconds=None, vocab=args.vocab,
+                               peers=args.peers, max_rows=args.max_rows)
+    with open(path, "a", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, default=str) + "\n")
+    table = format_traffic(records)
+    with open(os.path.join(args.output, "traffic.md"), "w", encoding="utf-8") as f:
+        f.write(table + "\n")
+    print(table)
+    print(f"records: {path}; table: {os.path.join(args.output, 'traffic.md')}")
+    return 0
+
+
 def _cost(args) -> int:
     import os
     from . import cost as K
@@ -338,11 +410,14 @@ def _cost(args) -> int:
         targets = [float(x) / 1e3 for x in args.slo_ms.split(",") if x.strip()]
         slo_rows = []
         keys = ("engine", "recipe", "seq_length", "dtype", "device_name")
-        ok = [r for r in records if r.get("status", "ok") == "ok"]
+        # service curves come from fixed-shape records (latency per batch at each batch size);
+        # real-traffic records are priced above, side by side with them
+        ok = [r for r in records if r.get("status", "ok") == "ok" and not r.get("traffic")]
         for group in dict.fromkeys(tuple(r.get(k) for k in keys) for r in ok):
-            curve = K.service_curve([r for r in ok if tuple(r.get(k) for k in keys) == group])
+            grp = [r for r in ok if tuple(r.get(k) for k in keys) == group]
+            curve = K.service_curve(grp)
             for inst in instances:
-                for row in K.slo_cost(curve, inst, targets):
+                for row in K.slo_cost(curve, inst, targets, measured_on=grp[0]):
                     slo_rows.append({"kind": "slo", **dict(zip(keys, group)), **row})
         table += "\n\n| instance | engine / recipe | seq | p99 target ms | best max batch | max wait ms | " \
                  "requests/s | $ per 1M | $ per 1M without target |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
@@ -368,7 +443,8 @@ def _cost(args) -> int:
 
 
 _HANDLERS = {"bench": _bench, "report": _report, "cost": _cost, "finetune": _finetune,
-             "accuracy": _accuracy, "profile": _profile.run}
+             "accuracy": _accuracy, "profile": _profile.run, "serve": _serve.run,
+             "loadtest": _serve.run}
 
 
 if __name__ == "__main__":

@@ -6,12 +6,16 @@ Three layers, each a pure function of the ones before it:
 - a price catalogue (:data:`CATALOGUE`, :func:`instance`, :func:`parse_instance`),
   every price carrying its source and date;
 - :func:`cost_per_million` and :func:`cost_table`: bench records (throughput at full
-  load) priced per instance, next to the article's published figures
-  (:data:`ARTICLE_REFERENCE`), which are quoted, never mixed with measurements;
-- :func:`simulate`, :func:`max_rate_for_slo`, :func:`slo_cost`: a single server with
-  dynamic batching fed by Poisson arrivals, driven by a measured latency-vs-batch-size
-  curve, to find the highest request rate that still meets a p99 latency target and
-  what a million requests cost at that rate.
+  load) priced per instance. A record is *measured* at an instance only when that
+  instance's hardware ran it (:func:`same_hardware`) or at a price you give for the machine
+  that ran it (:func:`this_machine`); any other price is *hypothetical* and kept in a table
+  of its own. :func:`batch_points` picks the article's batch size (128) and the cheapest
+  batch. The article's published figures (:data:`ARTICLE_REFERENCE`) are quoted, never
+  mixed with measurements;
+- :func:`simulate`, :func:`max_rate_for_slo`, :func:`slo_cost`, :func:`cost_at_rate`: a
+  single server with dynamic batching fed by Poisson arrivals, driven by a measured
+  latency-vs-batch-size curve, to find the highest request rate that still meets a p99
+  latency target and what a million requests cost at that rate (or at a given rate).
 """
 from __future__ import annotations
 
@@ -40,7 +44,9 @@ class Instance:
     """An instance type and its hourly price, with where and when the price was read.
 
     ``name`` is the catalogue key: the instance type, with ``@2020`` for the prices the
-    2020 article used. ``gpu`` is ``None`` for CPU-only instances.
+    2020 article used. ``gpu`` is ``None`` for CPU-only instances. ``host``, when set, makes
+    this the price of one machine: records whose ``host`` is that name ran on it
+    (:func:`this_machine`).
     """
     name: str
     price_per_hour: float
@@ -49,6 +55,7 @@ class Instance:
     vcpus: int | None
     source: str
     date: str
+    host: str | None = None
 
     @property
     def instance_type(self) -> str:
@@ -107,8 +114,28 @@ def custom_instance(name: str, price_per_hour: float, region: str = "user", gpu:
     return Instance(name, price, region, gpu, vcpus, source, date)
 
 
+THIS_MACHINE = "this-machine"
+THIS_MACHINE_SOURCE = "user-supplied price for the machine that ran the measurement"
+
+
+def this_machine(price_per_hour: float, host: str | None = None, name: str = THIS_MACHINE) -> Instance:
+    """The price you pay per hour for the machine that ran the records (``host``: its
+    ``platform.node()`` name, as records store it; default this machine's).
+
+    Every record measured on that host is priced at it as a measurement, whatever its
+    device (the GPU and the CPU of one machine cost one price).
+    """
+    import platform
+    price = _positive_price(price_per_hour, repr(name))
+    host = platform.node() if host is None else host
+    if not isinstance(host, str) or not host:
+        raise ValueError(f"host must be the non-empty name of the machine that ran the records, got {host!r}")
+    return Instance(name, price, "user", None, None, THIS_MACHINE_SOURCE, "user", host=host)
+
+
 def parse_instance(spec: str | Instance) -> Instance:
-    """``"g5.xlarge"`` (catalogue) or ``"g5.xlarge=0.45"`` (your price, $/hour) -> Instance."""
+    """``"g5.xlarge"`` (catalogue), ``"g5.xlarge=0.45"`` (your price for that type, $/hour) or
+    ``"this-machine=0.45"`` (your price for this machine: :func:`this_machine`) -> Instance."""
     if isinstance(spec, Instance):
         return spec
     if not isinstance(spec, str):
@@ -118,6 +145,8 @@ def parse_instance(spec: str | Instance) -> Instance:
     name, _, price = spec.partition("=")
     if not name.strip():
         raise ValueError(f"instance spec {spec!r} has no name before '='; expected 'name=price'")
+    if name.strip() == THIS_MACHINE:
+        return this_machine(price.strip())
     return custom_instance(name, price.strip())
 
 
@@ -137,28 +166,79 @@ def cost_per_million(price_per_hour: float, sequences_per_s: float) -> float:
     return price / (rate * 3600.0) * 1e6
 
 
-def _gpu_token(gpu: str) -> str:
-    return gpu.split()[-1]
+#: How a GPU's name appears in the ``device_name`` of records measured on it (torch's
+#: ``get_device_name``). Strict: an A10 is not an A10G, an L40S is not an L4, and a p5's H100
+#: is the SXM part (``NVIDIA H100 80GB HBM3``), not the PCIe or NVL cards.
+GPU_PATTERNS = {
+    "NVIDIA T4": r"\bT4\b",
+    "NVIDIA A10G": r"\bA10G\b",
+    "NVIDIA L4": r"\bL4\b",
+    "NVIDIA H100": r"\bH100\b(?!.*\b(PCIe|NVL)\b)",
+}
 
 
-def _same_hardware(record: Mapping, inst: Instance) -> bool:
-    """True when the record was measured on this instance's hardware (as far as the record says)."""
-    if record.get("instance") in (inst.name, inst.instance_type):
-        return True
+def _gpu_pattern(gpu: str) -> str:
+    return GPU_PATTERNS.get(gpu) or rf"\b{re.escape(gpu.split()[-1])}\b"
+
+
+def same_hardware(record: Mapping, inst: Instance) -> bool:
+    """True only when ``inst``'s hardware ran ``record``.
+
+    - a :func:`this_machine` price (``inst.host``): the record's ``host`` is that machine;
+    - a record that names its ``instance`` (type or catalogue name): that type, nothing else;
+    - a GPU instance: a record measured on a CUDA device whose ``device_name`` is that GPU
+      (:data:`GPU_PATTERNS`);
+    - a CPU instance: never from the CPU's name alone (a Xeon is not a c5); the record must
+      name its instance.
+    """
+    if inst.host is not None:
+        return record.get("host") == inst.host
+    named = record.get("instance")
+    if named:
+        return str(named).split("@", 1)[0] == inst.instance_type
     if inst.gpu is None:
         return False
-    name = str(record.get("device_name", ""))
-    return re.search(rf"\b{re.escape(_gpu_token(inst.gpu))}\b", name, flags=re.IGNORECASE) is not None
+    device = str(record.get("device") or "cuda")
+    if not device.startswith("cuda"):
+        return False
+    name = str(record.get("device_name") or "")
+    return re.search(_gpu_pattern(inst.gpu), name, flags=re.IGNORECASE) is not None
 
 
-def cost_table(records: Iterable[Mapping], instances: Iterable[Instance | str]) -> list[dict]:
+_same_hardware = same_hardware  # the name earlier code used
+
+
+def workload(record: Mapping) -> str:
+    """``"real traffic"`` for records timed on real requests (a ``traffic`` field: lengths as
+    they come, padded per batch), ``"fixed shape"`` for records padded to ``seq_length``."""
+    return "real traffic" if record.get("traffic") else "fixed shape"
+
+
+#: fields of real-traffic records carried into the cost rows
+TRAFFIC_FIELDS = ("traffic", "padding", "sentences_per_s", "tokens_per_s", "padding_waste")
+
+
+def _rate(r: Mapping) -> float:
+    rate = r.get("sequences_per_s")
+    if rate is None:
+        rate = r.get("sentences_per_s")
+    if rate is None:
+        raise ValueError(f"record {r.get('engine')}/{r.get('recipe')} batch {r.get('batch_size')} "
+                         "has status ok but no sequences_per_s")
+    return float(rate)
+
+
+def cost_table(records: Iterable[Mapping], instances: Iterable[Instance | str],
+               hypothetical: bool = True) -> list[dict]:
     """Price every successful record at every instance: one row per (record, instance).
 
     Records whose ``status`` is ``"ok"`` (or absent, as in ``bertg4 deploy`` records) are
-    priced; others (not applicable, skipped) are left out. ``measured_on`` is the device
-    the record ran on; ``hypothetical`` is True when it is not the instance's hardware
-    (a CPU or H100 measurement priced at a T4 instance says nothing about a T4). A record
-    may name the instance it ran on with an ``instance`` key.
+    priced; others (not applicable, skipped) are left out. A row's ``kind`` is
+    ``"measured"`` when the instance's hardware ran the record (:func:`same_hardware`) and
+    ``"hypothetical"`` otherwise: a CPU's throughput at a T4 instance's price says nothing
+    about a T4. ``hypothetical=False`` leaves those rows out. ``measured_on`` is the device
+    the record ran on; ``workload`` says fixed shape or real traffic (whose
+    :data:`TRAFFIC_FIELDS` are carried along).
     """
     insts = [parse_instance(i) for i in instances]
     if not insts:
@@ -167,20 +247,58 @@ def cost_table(records: Iterable[Mapping], instances: Iterable[Instance | str]) 
     for r in records:
         if r.get("status", "ok") != "ok":
             continue
-        if r.get("sequences_per_s") is None:
-            raise ValueError(f"record {r.get('engine')}/{r.get('recipe')} batch {r.get('batch_size')} "
-                             "has status ok but no sequences_per_s")
+        rate = _rate(r)
         for inst in insts:
+            own = same_hardware(r, inst)
+            if not own and not hypothetical:
+                continue
             rows.append({
-                "kind": "measured", "instance": inst.name, "price_per_hour": inst.price_per_hour,
-                "price_source": inst.source, "price_date": inst.date, "instance_gpu": inst.gpu,
+                "kind": "measured" if own else "hypothetical", "instance": inst.name,
+                "price_per_hour": inst.price_per_hour, "price_source": inst.source,
+                "price_date": inst.date, "instance_gpu": inst.gpu,
                 "engine": r.get("engine"), "recipe": r.get("recipe"), "model": r.get("model"),
                 "dtype": r.get("dtype"), "batch_size": r.get("batch_size"),
-                "seq_length": r.get("seq_length"), "sequences_per_s": float(r["sequences_per_s"]),
-                "dollars_per_million": cost_per_million(inst.price_per_hour, r["sequences_per_s"]),
-                "measured_on": r.get("device_name"), "hypothetical": not _same_hardware(r, inst),
+                "seq_length": r.get("seq_length"), "sequences_per_s": rate,
+                "dollars_per_million": cost_per_million(inst.price_per_hour, rate),
+                "measured_on": r.get("device_name"), "device": r.get("device"), "host": r.get("host"),
+                "iterations": r.get("iterations"), "hypothetical": not own, "workload": workload(r),
+                **{k: r[k] for k in TRAFFIC_FIELDS if k in r},
             })
     return rows
+
+
+ARTICLE_BATCH_SIZE = 128
+_GROUP = ("kind", "instance", "engine", "recipe", "model", "dtype", "seq_length", "measured_on",
+          "workload", "traffic", "padding")
+
+
+def batch_points(rows: Iterable[Mapping], batch_size: int = ARTICLE_BATCH_SIZE) -> list[dict]:
+    """For each (instance, engine, recipe, sequence length, device, workload) of
+    :func:`cost_table` rows: the row at ``batch_size`` (the article priced batch 128) and the
+    cheapest row, each with a ``point`` saying which it is (one row when they coincide).
+
+    A group without ``batch_size`` gets a row saying so (``dollars_per_million`` None,
+    ``point`` "batch 128 (the article's): not measured (measured: ...)").
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r.get("kind") == "reference":
+            raise ValueError("reference rows are quoted figures, not measurements: keep them apart")
+        groups.setdefault(tuple(r.get(k) for k in _GROUP), []).append(dict(r))
+    article = f"batch {batch_size} (the article's)"
+    out = []
+    for group in groups.values():
+        best = min(group, key=lambda r: r["dollars_per_million"])
+        at = next((r for r in group if r.get("batch_size") == batch_size), None)
+        if at is None:
+            sizes = ", ".join(str(s) for s in sorted({r.get("batch_size") for r in group}, key=str))
+            out.append({**best, "batch_size": batch_size, "sequences_per_s": None,
+                        "dollars_per_million": None, "iterations": None,
+                        "point": f"{article}: not measured (measured: {sizes})"})
+        elif at is not best:
+            out.append({**at, "point": article})
+        out.append({**best, "point": f"{article}; cheapest" if at is best else "cheapest batch"})
+    return out
 
 
 def _reference(instance_name: str, dollars: float, measured_on: str) -> dict:
@@ -190,7 +308,7 @@ def _reference(instance_name: str, dollars: float, measured_on: str) -> dict:
             "instance_gpu": inst.gpu, "engine": "MXNet + GluonNLP", "recipe": "as published",
             "model": "bert_12_768_12", "dtype": None, "batch_size": 128, "seq_length": 128,
             "sequences_per_s": None, "dollars_per_million": dollars, "measured_on": measured_on,
-            "hypothetical": False}
+            "hypothetical": False, "workload": "fixed shape"}
 
 
 #: The article's published cost figures for BERT-base at sequence length 128 (quoted, not measured here).
@@ -204,31 +322,80 @@ def _fmt(x, spec: str) -> str:
     return "—" if x is None else format(x, spec)
 
 
+_SECTIONS = (
+    ("measured", "measured",
+     "**Measured**: each record priced at an instance whose hardware ran it, or at the price "
+     "given for the machine that ran it."),
+    ("hypothetical", "hypothetical",
+     "**Hypothetical, not measured**: a throughput measured on one device priced at an instance "
+     "whose hardware did not run it. It says what *that device's* speed would cost at that "
+     "price, not what the instance costs; never compare it with the measured rows."),
+    ("reference", "article (reference)",
+     "**The article's figures**: quoted from the article (2020 prices), not measured here."),
+)
+
+
 def cost_markdown(rows: Iterable[Mapping], reference: Iterable[Mapping] = ARTICLE_REFERENCE) -> str:
-    """A Markdown table of measured cost rows followed by the reference rows, labelled
-    ``article (reference)``, then the source of every price used."""
+    """Markdown: the measured rows, then the hypothetical rows in a table of their own, then
+    the article's figures labelled ``article (reference)``, then the source of every price.
+
+    Each row is labelled in its first column too. Real-traffic rows (``workload``) show their
+    padding mode, sentences/s, tokens/s and padding waste (computed tokens per real token)
+    beside the fixed-shape rows; rows from
+    :func:`batch_points` show their ``point``.
+    """
     rows, reference = list(rows), list(reference)
-    for r in rows:
-        if r.get("kind") == "reference":
-            raise ValueError("reference rows belong in `reference`, not among the measured rows")
-    head = ("| source | instance | $/hour | GPU | engine / recipe | batch | seq | seq/s | $ per 1M | measured on |\n"
-            "|---|---|---:|---|---|---:|---:|---:|---:|---|")
-    lines = [head]
-    for r in rows + reference:
-        label = "article (reference)" if r.get("kind") == "reference" else "measured"
-        on = str(r.get("measured_on") or "—")
-        if r.get("hypothetical"):
-            on += " (hypothetical: not this instance's hardware)"
-        lines.append(f"| {label} | {r['instance']} | {r['price_per_hour']:.4g} | {r.get('instance_gpu') or 'CPU'} "
-                     f"| {r.get('engine')} / {r.get('recipe')} | {_fmt(r.get('batch_size'), 'd')} "
-                     f"| {_fmt(r.get('seq_length'), 'd')} | {_fmt(r.get('sequences_per_s'), '.1f')} "
-                     f"| {r['dollars_per_million']:.3f} | {on} |")
+    if any(r.get("kind") == "reference" for r in rows):
+        raise ValueError("reference rows belong in `reference`, not among the measured rows")
+    if any(r.get("kind") != "reference" for r in reference):
+        raise ValueError("`reference` holds quoted figures (kind 'reference') only")
+    traffic = any(r.get("workload") == "real traffic" for r in rows)
+    point = any(r.get("point") for r in rows)
+    head = "| | workload | instance | $/hour | GPU | engine / recipe | batch | seq | seq/s | "
+    align = "|---|---|---|---:|---|---|---:|---:|---:|"
+    if traffic:
+        head += "padding | sentences/s | tokens/s | computed / real tokens | "
+        align += "---|---:|---:|---:|"
+    if point:
+        head += "point | "
+        align += "---|"
+    head += "$ per 1M | measured on |"
+    align += "---:|---|"
+
+    def line(r, label):
+        what = r.get("workload") or "fixed shape"
+        if r.get("traffic"):
+            what += f" ({r['traffic']})"
+        cells = [label, what, r["instance"], f"{r['price_per_hour']:.4g}",
+                 r.get("instance_gpu") or ("—" if r.get("price_source") == THIS_MACHINE_SOURCE else "CPU"),
+                 f"{r.get('engine')} / {r.get('recipe')}",
+                 _fmt(r.get("batch_size"), "d"), _fmt(r.get("seq_length"), "d"),
+                 _fmt(r.get("sequences_per_s"), ".1f")]
+        if traffic:
+            waste = r.get("padding_waste")
+            cells += [str(r.get("padding") or "—"), _fmt(r.get("sentences_per_s"), ".1f"),
+                      _fmt(r.get("tokens_per_s"), ".0f"), "—" if waste is None else f"{waste:.2f}×"]
+        if point:
+            cells.append(r.get("point") or "")
+        dollars = r.get("dollars_per_million")
+        cells += ["not measured" if dollars is None else f"{dollars:.3f}", str(r.get("measured_on") or "—")]
+        return "| " + " | ".join(cells) + " |"
+
+    parts = []
+    for kind, label, intro in _SECTIONS:
+        chosen = reference if kind == "reference" else [r for r in rows if r.get("kind", "measured") == kind]
+        if not chosen:
+            if kind == "measured":
+                parts.append(intro + "\n\nNone: no record here ran on the hardware of an instance "
+                             "priced, and no price was given for the machine that ran them "
+                             f"(`{THIS_MACHINE}=PRICE`).")
+            continue
+        parts.append("\n".join([intro, "", head, align] + [line(r, label) for r in chosen]))
     sources = {}
     for r in rows + reference:
         sources.setdefault(r["instance"], (r["price_per_hour"], r.get("price_source"), r.get("price_date")))
-    lines.append("")
-    lines += [f"- {name}: ${p:g}/hour — {src} ({date})" for name, (p, src, date) in sources.items()]
-    return "\n".join(lines)
+    parts.append("\n".join(f"- {name}: ${p:g}/hour — {src} ({date})" for name, (p, src, date) in sources.items()))
+    return "\n\n".join(parts)
 
 
 # --------------------------------------------------------------------------------------
@@ -421,7 +588,8 @@ def max_rate_for_slo(curve: Mapping[int, float], p99_target_s: float, max_batch:
 
 def slo_cost(curve: Mapping[int, float], price_per_hour: float | Instance | str, targets: Iterable[float],
              settings: Iterable[tuple[int, float]] | None = None, label: str | None = None,
-             n_requests: int = 20_000, seed: int = 0, max_utilization: float = 0.95) -> list[dict]:
+             n_requests: int = 20_000, seed: int = 0, max_utilization: float = 0.95,
+             measured_on: Mapping | None = None) -> list[dict]:
     """Dollars per 1M requests when one instance serves at the highest rate that meets each
     p99 target, with the best of several batching settings.
 
@@ -431,12 +599,20 @@ def slo_cost(curve: Mapping[int, float], price_per_hour: float | Instance | str,
     ``instance`` (default: the instance name, or "custom"). One row per target;
     ``dollars_per_million`` is None when no setting meets the target, and
     ``dollars_per_million_no_slo`` is the cost at saturation throughput (no target).
+    ``measured_on``: a record the curve was measured with (its ``device_name``, ``device``,
+    ``host``); the rows then say which device measured the curve (``measured_on``) and
+    whether the price is for other hardware (``hypothetical``, see :func:`same_hardware`).
     """
+    inst = None
     if isinstance(price_per_hour, (Instance, str)):
         inst = parse_instance(price_per_hour)
         price, label = inst.price_per_hour, label or inst.name
     else:
         price, label = _positive_price(price_per_hour, "slo_cost"), label or "custom"
+    where = {}
+    if measured_on is not None:
+        where = {"measured_on": measured_on.get("device_name"),
+                 "hypothetical": None if inst is None else not same_hardware(measured_on, inst)}
     c = check_curve(curve)
     ts = list(dict.fromkeys(_check_targets(targets)))
     if settings is not None:
@@ -460,6 +636,20 @@ def slo_cost(curve: Mapping[int, float], price_per_hour: float | Instance | str,
             "mean_batch_size": sim["mean_batch_size"] if sim else None,
             "dollars_per_million": cost_per_million(price, rate) if rate > 0 else None,
             "dollars_per_million_no_slo": cost_per_million(price, capacity),
-            "settings_tried": len(tried),
+            "settings_tried": len(tried), **where,
         })
     return rows
+
+
+def cost_at_rate(curve: Mapping[int, float], price_per_hour: float | Instance | str, rate: float,
+                 max_batch: int, max_wait_s: float = 0.0, n_requests: int = 20_000,
+                 seed: int = 0) -> dict:
+    """What a million requests cost when they arrive at ``rate`` per second (Poisson) and one
+    instance serves them with these batching settings: the :func:`simulate` result plus
+    ``dollars_per_million`` (price per hour over the requests served per hour; the idle time
+    of a lightly loaded server is paid for), None when the queue is unstable."""
+    price = (parse_instance(price_per_hour).price_per_hour if isinstance(price_per_hour, (Instance, str))
+             else _positive_price(price_per_hour, "cost_at_rate"))
+    sim = simulate(curve, rate, max_batch, max_wait_s, n_requests, seed)
+    dollars = cost_per_million(price, sim["rate_per_s"]) if sim["stable"] else None
+    return {**sim, "price_per_hour": price, "dollars_per_million": dollars}

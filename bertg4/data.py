@@ -1,10 +1,12 @@
 """Evaluation data: GLUE SST-2, SQuAD-format files, and the small samples in ``data/``.
 
 SST-2 is looked for, in order, in ``data_dir``, ``$BERTG4_DATA_DIR``, this repository's
-``data/sst2`` (which ships the dev split), the ``shared/data`` folder beside this repository,
-and the download cache (``~/.cache/bertg4``). :func:`download_sst2` fetches the official GLUE file when
-online and checks its SHA-256. SQuAD v1.1 is looked for the same way (folder ``squad``)
-and :func:`download_squad` fetches the official files, checking size and SHA-256.
+``data/sst2`` (which ships the dev split, :data:`SST2_DEV`), the ``shared/data`` folder beside
+this repository, and the download cache (``~/.cache/bertg4``): a folder the user names comes
+first, then the shipped dev split, then the places a training split may have been put.
+:func:`download_sst2` fetches the official GLUE file when online and checks its SHA-256.
+SQuAD v1.1 is looked for the same way (folder ``squad``) and :func:`download_squad` fetches
+the official files, checking size and SHA-256.
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ SAMPLES = os.path.join(REPO_ROOT, "data", "samples")
 CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "bertg4")
 
 SST2_URL = "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"
+#: GLUE SST-2 dev as shipped in this repository (872 rows; data/sst2/README.md)
+SST2_DEV = os.path.join(REPO_ROOT, "data", "sst2", "dev.tsv")
+SST2_DEV_ROWS = {"rows": 872, "positive": 444, "negative": 428}
 SST2_SHA256 = {  # the GLUE distribution's files
     "dev.tsv": "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0",
     "train.tsv": "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1",
@@ -143,8 +148,10 @@ def load_sst2(split: str = "dev", data_dir: str | None = None, download: bool = 
         path = os.path.join(download_sst2(), f"{split}.tsv")
     if path is None:
         raise FileNotFoundError(
-            f"SST-2 {split}.tsv not found in {sst2_candidates(data_dir)}; pass --download "
-            "(online) or --data-dir")
+            f"GLUE SST-2 {split}.tsv not found in {sst2_candidates(data_dir)}. Get it with "
+            "--download-data (online; download=True in Python), or point --data-dir (data_dir=) or "
+            "$BERTG4_DATA_DIR at a folder that holds sst2/{split}.tsv"
+            + ("; only the dev split ships with bertg4 (data/sst2/README.md)" if split == "train" else ""))
     return read_tsv(path)
 
 

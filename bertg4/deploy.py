@@ -13,6 +13,7 @@ import warnings
 
 from . import data as D
 from .api import load
+from .checkpoint import add_head, load_checkpoint
 from .bench import measure, record, write_json
 from .recipe import NotApplicable
 from .tasks import accuracy, best_spans, get_task
@@ -51,6 +52,21 @@ def _eval_inputs(predictor, task, data_path, data_dir, max_eval, log):
     feats = predictor.featurize(texts)
     labels = ts.labels[:n] if ts.labels is not None and task.kind != "embedding" else None
     return feats, labels, {"data": ts.source, "examples": n, "of": len(ts)}
+
+
+RANDOM_HEAD = "random-init (not fine-tuned)"
+
+
+def head_of(predictor) -> str | None:
+    """Which task head produced the predictor's answers, in words (``None`` for embeddings)."""
+    if not predictor.task.head:
+        return None
+    for note in predictor.notes:
+        if "shipped with bertg4" in note:
+            return note.split(" head: ", 1)[-1]
+        if "not in checkpoint" in note:
+            return RANDOM_HEAD
+    return f"{predictor.task.head} from the checkpoint ({predictor.source})"
 
 
 #: engines whose models are exported and reloaded (pt: torch.export; mx: symbol + params)
@@ -92,9 +108,11 @@ def deploy(task="SST", model="embedded", engine="pt", batch_size=128, seq_length
         timings["load_s"] = time.perf_counter() - t0
         log(f"loaded exported model {exported}")
     else:
+        ckpt = load_checkpoint(model, config=config, vocab=vocab, seed=seed)
+        if task.head and task.head not in ckpt.heads:  # the head shipped for the task, else random
+            add_head(ckpt, task.head, num_labels=task.num_labels, seed=seed, task=task.name)
         predictor = load(model, task, engine, recipe=recipe, device=device, seq_length=seq_length,
-                         dtype=dtype,
-                         config=config, vocab=vocab, seed=seed)
+                         dtype=dtype, seed=seed, checkpoint=ckpt)
         timings["load_s"] = time.perf_counter() - t0
         for note in predictor.notes:
             log(f"note: {note}")
@@ -137,8 +155,12 @@ def deploy(task="SST", model="embedded", engine="pt", batch_size=128, seq_length
     elif task.kind == "qa":
         answers = best_spans(outputs, feats)
         quality["sample_answers"] = [a["text"] for a in answers[:3]]
-    if any("not in checkpoint" in n for n in predictor.notes):
-        quality["head"] = "random-init (not fine-tuned)"
+    head = head_of(predictor)
+    if head:
+        quality["head"] = head
+    if task.kind == "qa" and quality.get("sample_answers"):
+        meaning = ", answers meaningless" if head == RANDOM_HEAD else ""
+        log(f"sample answers (task head: {head}{meaning}): {quality['sample_answers']}")
 
     timing = measure(predictor, batch, batch_size, warmup=warmup, iters=max_iters, progress=progress)
     rec = record(predictor, timing, **quality, **data_info, timings_s=timings,
@@ -176,6 +198,9 @@ def format_table(records: list[dict]) -> str:
             f"{r['examples']} of {r['of']} examples from {r['data']}")
     if r.get("truncated"):
         foot += f"; {r['truncated']} truncated to {r['seq_length']} tokens"
-    if r.get("head"):
-        foot += f"; task head: {r['head']}, accuracy is chance level"
+    if r.get("head") == RANDOM_HEAD:
+        foot += (f"; task head: {r['head']}, its answers are meaningless" if r.get("task") == "QA" else
+                 f"; task head: {r['head']}, accuracy is chance level")
+    elif r.get("head"):
+        foot += f"; task head: {r['head']}"
     return "\n".join(lines + ["", foot])

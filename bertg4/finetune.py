@@ -18,7 +18,9 @@ both at ``[CLS]``, as in BERT's ``run_squad``), and the dev set is scored with S
 exact match and F1 after n-best span decoding over the windows (:func:`bertg4.tasks.nbest_spans`).
 
 The documented CPU schedules (:data:`SCHEDULES` / :data:`QA_SCHEDULES` ``"cpu"``) start from
-the embedded MiniLM.
+the embedded MiniLM. The ``probe`` schedule trains no encoder weight: it fits a linear
+classifier head on the frozen encoder's pooled output (:func:`fit_logistic`) and writes it
+alone as well (:func:`write_head`); ``bertg4/heads/`` ships the one it made for SST-2.
 """
 from __future__ import annotations
 
@@ -58,6 +60,10 @@ class Schedule:
     doc_stride: int = 128        # QA: token distance between the starts of a passage's windows
     max_query_length: int = 64   # QA: longer questions are cut (and reported)
     dropout: float = 0.1         # hidden and attention-probability dropout while training (BERT's 0.1)
+    # probe: the L2 strengths tried (on standardised features) and the share of the training
+    # set held out to choose among them; the chosen strength is refitted on the whole set
+    l2: tuple = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    holdout: float = 0.1
 
 
 SCHEDULES = {
@@ -70,6 +76,11 @@ SCHEDULES = {
     "full": Schedule(epochs=3.0, batch_size=32, max_length=128, lr=5e-5),
     # a smoke run for tests
     "tiny": Schedule(epochs=1.0, batch_size=16, max_length=32, lr=1e-4, max_train=256),
+    # a linear probe: the encoder stays frozen; logistic regression (L-BFGS, L2 chosen on a
+    # held-out tenth of the training subset) on the pooled [CLS] output, the input of the
+    # classifier head every engine runs. The head shipped in bertg4/heads/ came from this
+    # schedule (batch_size is the embedding batch; epochs, lr and dropout are unused)
+    "probe": Schedule(epochs=1.0, batch_size=256, max_length=128, lr=1.0, dropout=0.0, max_train=20000),
 }
 
 QA_SCHEDULES = {
@@ -175,7 +186,10 @@ def _schedule(table: dict, schedule, overrides: dict) -> tuple[str, Schedule]:
         (f"max_steps {sched.max_steps} (must be >= 1)", sched.max_steps is not None and sched.max_steps < 1),
         (f"doc_stride {sched.doc_stride} (must be >= 1)", sched.doc_stride < 1),
         (f"max_query_length {sched.max_query_length} (must be >= 1)", sched.max_query_length < 1),
-        (f"dropout {sched.dropout:g} (must be in [0, 1))", not 0.0 <= sched.dropout < 1.0)) if wrong]
+        (f"dropout {sched.dropout:g} (must be in [0, 1))", not 0.0 <= sched.dropout < 1.0),
+        (f"holdout {sched.holdout:g} (must be in (0, 1))", not 0.0 < sched.holdout < 1.0),
+        (f"l2 {sched.l2} (must be positive numbers)",
+         not sched.l2 or any(not isinstance(v, (int, float)) or v <= 0 for v in sched.l2))) if wrong]
     if bad:
         raise ValueError(f"invalid schedule {name!r}: {'; '.join(bad)}")
     return name, sched
@@ -302,6 +316,8 @@ def finetune(model: str = "embedded", task: str = "SST", schedule: str | Schedul
         dev = D.load_sst2("dev", data_dir)
     if train.labels is None or dev.labels is None:
         raise ValueError("training and evaluation data need labels")
+    if name == "probe":
+        return _finetune_probe(model, t, name, sched, output, dev_t, train, dev, progress, log)
 
     torch.manual_seed(sched.seed)
     rng = np.random.default_rng(sched.seed)
@@ -368,6 +384,178 @@ def _save(ckpt: Checkpoint, t, name: str, output: str, summary: dict, keep) -> N
     save_checkpoint(ckpt, output, extra={"finetune": {k: summary[k] for k in keep}})
     with open(os.path.join(output, "finetune.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, default=str)
+
+
+# --- linear probe (the head shipped in bertg4/heads/) -------------------------------------------
+
+def probe_features(ckpt: Checkpoint, texts, max_length: int, device="cpu", batch_size: int = 256,
+                   progress: bool = False, log=print) -> dict:
+    """The frozen encoder's features of ``texts``, from one pass: ``pooled``, tanh(pooler([CLS])),
+    what the classifier head of every engine reads; and ``mean``, the L2-normalised mean of the
+    valid tokens, the ``embedding`` task's output. Sentences are batched by length, so each
+    batch is padded only to its longest sentence; longer sentences are cut and counted
+    (``truncated``)."""
+    from .pt.model import ForEmbedding, ForEncoding, load_weights
+    if "pooler.dense.weight" not in ckpt.weights:
+        raise ValueError(f"{ckpt.source} has no pooler; the classifier reads the pooled [CLS] output")
+    dev_t = torch.device(device)
+    module = load_weights(ForEncoding(ckpt.config), {k: v for k, v in ckpt.weights.items()
+                                                     if not k.startswith(("classifier.", "qa_outputs."))})
+    module = module.to(dev_t).eval()
+    tok = Tokenizer(ckpt.vocab, lowercase=ckpt.do_lower_case,
+                    max_positions=ckpt.config.max_position_embeddings)
+    batch, cut, _ = _encode(tok, list(texts), max_length)
+    if cut:
+        log(f"{cut} of {len(batch)} sentences are longer than {max_length} tokens and were truncated")
+    h = ckpt.config.hidden_size
+    out = {"pooled": np.zeros((len(batch), h), np.float32), "mean": np.zeros((len(batch), h), np.float32),
+           "truncated": cut}
+    order = np.argsort(batch.valid_length, kind="stable")
+    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(batch), desc="probe features", unit="sentence")
+    with torch.inference_mode():
+        for idx in chunks:
+            ids, types, valid = _tensors(batch, idx, dev_t)
+            seq, pooled = module(ids, types, valid)
+            out["pooled"][idx] = pooled.float().cpu().numpy()
+            out["mean"][idx] = ForEmbedding.pool(seq, valid).float().cpu().numpy()
+            if bar is not None:
+                bar.update(len(idx))
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, num_labels: int, l2: float,
+                 max_iter: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression by L-BFGS (float64, from zeros: deterministic).
+
+    Minimises the mean cross-entropy plus ``l2 / 2 * |W|^2`` on standardised features and
+    returns the ``(num_labels, dim)`` weight and ``(num_labels,)`` bias for the raw features
+    (the standardisation folded in), i.e. a ``classifier`` head."""
+    X = torch.from_numpy(np.asarray(x, np.float64))
+    Y = torch.from_numpy(np.asarray(y, np.int64))
+    mu, sd = X.mean(0), X.std(0).clamp_min(1e-8)
+    Xs = (X - mu) / sd
+    W = torch.zeros(num_labels, X.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(num_labels, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20,
+                            tolerance_grad=1e-9, tolerance_change=1e-12, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(Xs @ W.T + b, Y) + 0.5 * l2 * (W * W).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        w_raw = W / sd
+        b_raw = b - w_raw @ mu
+    return w_raw.numpy().astype(np.float32), b_raw.numpy().astype(np.float32)
+
+
+def _probe_accuracy(w, b, x, y) -> float:
+    return accuracy((np.asarray(x, np.float64) @ w.T.astype(np.float64) + b).argmax(-1), y)
+
+
+def choose_l2(x, y, num_labels: int, grid, holdout: float, rng: np.random.Generator) -> tuple[float, dict]:
+    """The L2 strength of ``grid`` with the best accuracy on a held-out share of the training
+    rows (the larger strength on a tie), and every strength's held-out accuracy."""
+    perm = rng.permutation(len(y))
+    n_out = max(1, int(round(holdout * len(y))))
+    out, fit = perm[:n_out], perm[n_out:]
+    if not len(fit) or len(np.unique(y[fit])) < 2:
+        raise ValueError(f"{len(y)} training rows are too few to hold out {holdout:g} and still fit "
+                         "two classes")
+    scores = {}
+    for l2 in grid:
+        w, b = fit_logistic(x[fit], y[fit], num_labels, l2)
+        scores[float(l2)] = _probe_accuracy(w, b, x[out], y[out])
+    best = max(scores, key=lambda k: (scores[k], k))
+    return best, scores
+
+
+def _finetune_probe(model, t, name, sched: Schedule, output, dev_t, train, dev, progress, log) -> dict:
+    """``--schedule probe``: a classifier head fitted on the frozen encoder's pooled output.
+
+    Also fits the same probe on the mean-pooled embedding and reports its accuracy: the
+    comparison of the two designs (only the pooled one is a head the engines run)."""
+    rng = np.random.default_rng(sched.seed)
+    output = output or default_output(model, t.name, name)
+    ckpt = load_checkpoint(model)
+    texts, labels = list(train.first), np.asarray(train.labels, dtype=np.int64)
+    train_data = {"file": os.path.basename(train.source), "rows": len(texts),
+                  "sha256": D.sha256(train.source) if os.path.isfile(train.source) else None}
+    if sched.max_train is not None and sched.max_train < len(texts):
+        keep = np.sort(rng.choice(len(texts), sched.max_train, replace=False))
+        texts, labels = [texts[i] for i in keep], labels[keep]
+        train_data["subset"] = f"{len(texts)} rows drawn without replacement, numpy seed {sched.seed}"
+    dev_data = {"file": os.path.basename(dev.source), "rows": len(dev),
+                "sha256": D.sha256(dev.source) if os.path.isfile(dev.source) else None}
+    num_labels = max(int(labels.max()) + 1, t.num_labels)
+    started = time.perf_counter()
+    train_x = probe_features(ckpt, texts, sched.max_length, dev_t, sched.batch_size, progress, log)
+    dev_x = probe_features(ckpt, dev.first, sched.max_length, dev_t, sched.batch_size, progress, log)
+    embed_s = time.perf_counter() - started
+    designs = {}
+    for kind in ("pooled", "mean"):
+        l2, scores = choose_l2(train_x[kind], labels, num_labels, sched.l2, sched.holdout,
+                               np.random.default_rng(sched.seed))
+        w, b = fit_logistic(train_x[kind], labels, num_labels, l2)
+        designs[kind] = {"l2": l2, "holdout_accuracy": scores, "weight": w, "bias": b,
+                         "train_accuracy": _probe_accuracy(w, b, train_x[kind], labels),
+                         "dev_accuracy": _probe_accuracy(w, b, dev_x[kind], np.asarray(dev.labels))}
+    total_s = time.perf_counter() - started
+    chosen = designs["pooled"]
+    ckpt.weights["classifier.weight"], ckpt.weights["classifier.bias"] = chosen["weight"], chosen["bias"]
+    acc = chosen["dev_accuracy"]
+    summary = {"task": t.name, "model": model, "source": ckpt.source, "schedule": name,
+               **dataclasses.asdict(sched), "design": "pooled [CLS] (tanh(pooler)) -> Linear, encoder frozen",
+               "l2_chosen": chosen["l2"], "holdout_accuracy": chosen["holdout_accuracy"],
+               "train_accuracy": chosen["train_accuracy"], "train_sentences": len(texts),
+               "truncated_train": train_x["truncated"], "truncated_dev": dev_x["truncated"],
+               "train_source": train.source, "train_data": train_data, "dev_source": dev.source,
+               "dev_data": dev_data, "dev_sentences": len(dev), "dev_accuracy": acc,
+               "mean_pooled_probe": {k: v for k, v in designs["mean"].items() if k not in ("weight", "bias")},
+               "embedding_seconds": embed_s, "steps": 0,
+               **_run_facts(dev_t, total_s - embed_s, total_s, output)}
+    os.makedirs(output, exist_ok=True)
+    write_head(output, ckpt, summary)
+    _save(ckpt, t, name, output, summary, ("task", "schedule", "dev_accuracy", "train_sentences",
+                                           "l2_chosen", "max_length"))
+    log(f"{t.name} linear probe: dev accuracy {100 * acc:.2f} % (pooled [CLS], L2 {chosen['l2']:g} "
+        f"chosen on {sched.holdout:.0%} of the training rows); the same probe on the mean-pooled "
+        f"embedding: {100 * designs['mean']['dev_accuracy']:.2f} %; {len(texts)} training sentences, "
+        f"{total_s / 60:.1f} min on {summary['device_name']}; head: {os.path.join(output, HEAD_FILE)}")
+    return summary
+
+
+HEAD_FILE, HEAD_RECORD = "head.safetensors", "head.json"
+
+
+def write_head(folder: str, ckpt: Checkpoint, summary: dict) -> tuple[str, str]:
+    """The classifier head alone (a few kB) and its record: what bertg4/heads/ ships."""
+    from safetensors.numpy import save_file
+    from .checkpoint import backbone_fingerprint
+    head = {k: np.ascontiguousarray(ckpt.weights[k], np.float32) for k in ("classifier.weight",
+                                                                           "classifier.bias")}
+    path = os.path.join(folder, HEAD_FILE)
+    save_file(head, path)
+    record = {"task": summary["task"], "head": "classifier", "design": summary["design"],
+              "shapes": {k: list(v.shape) for k, v in head.items()}, "sha256": D.sha256(path),
+              "backbone": summary["model"], "backbone_fingerprint": backbone_fingerprint(ckpt.weights),
+              **{k: summary[k] for k in ("schedule", "max_length", "l2", "holdout", "l2_chosen",
+                                         "holdout_accuracy", "train_accuracy", "train_sentences",
+                                         "train_data", "truncated_train", "seed", "dev_data",
+                                         "truncated_dev", "dev_accuracy", "mean_pooled_probe", "command",
+                                         "date", "versions", "device_name", "total_seconds")}}
+    with open(os.path.join(folder, HEAD_RECORD), "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2, default=str)
+    return path, os.path.join(folder, HEAD_RECORD)
 
 
 # --- question answering (SQuAD v1.1) -----------------------------------------------------------

@@ -1,4 +1,10 @@
-"""matplotlib figures drawn from benchmark records (the CLI and the notebooks use these)."""
+"""matplotlib figures drawn from benchmark records (the CLI and the notebooks use these).
+
+Every figure names the device that measured it. Speed figures draw the median (p50) with a
+spread band (fastest to p90 of the timed iterations), say how many samples a p99 comes
+from, and can carry a visible "timing noise" stamp (:func:`stamp_noise`) when the sizes are
+smoke sizes or the machine is shared.
+"""
 from __future__ import annotations
 
 
@@ -16,11 +22,182 @@ def _readable_log(ax, axis: str = "y") -> None:
     target.set_minor_formatter(NullFormatter())
 
 
-def latency_throughput(records: list[dict], highlight: int | None = None):
-    """Latency per batch (p50, with p90-p99 band) and throughput against batch size.
+# --------------------------------------------------------------------------------------
+# Noise: spread bands, sample counts, the device, a visible stamp
+# --------------------------------------------------------------------------------------
+
+NOISE_GID = "timing-noise"
+
+
+def stamp_noise(fig, reason: str):
+    """Stamp ``fig`` with a large, visible "timing noise" mark and ``reason`` (smoke sizes, a
+    shared CPU, too few iterations). The texts carry the gid ``"timing-noise"``. Returns fig."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValueError(f"stamp_noise needs the reason the timings are noise, got {reason!r}")
+    style = dict(ha="center", va="center", color="tab:red", alpha=0.35, rotation=15, zorder=20,
+                 gid=NOISE_GID, transform=fig.transFigure)
+    fig.text(0.5, 0.55, "TIMING NOISE", fontsize=30, weight="bold", **style)
+    fig.text(0.5, 0.38, reason.strip(), fontsize=10, **style)
+    return fig
+
+
+def noise_reason(records: list[dict], smoke: bool = False, min_iterations: int = 10,
+                 max_spread: float = 0.25) -> str | None:
+    """Why these records' timings are noise, or None: ``smoke`` sizes, fewer than
+    ``min_iterations`` timed iterations per point, or a median spread (p90 / p50 - 1) above
+    ``max_spread``."""
+    import numpy as np
+    ok = [r for r in records if r.get("status", "ok") == "ok" and "latency_ms_p50" in r]
+    why = ["smoke sizes"] if smoke else []
+    iters = [r["iterations"] for r in ok if r.get("iterations") is not None]
+    if iters and min(iters) < min_iterations:
+        why.append(f"{min(iters)} timed iteration{'' if min(iters) == 1 else 's'} per point")
+    spread = [r["latency_ms_p90"] / r["latency_ms_p50"] - 1 for r in ok
+              if r.get("latency_ms_p90") and r["latency_ms_p50"] > 0]
+    if spread and float(np.median(spread)) > max_spread:
+        why.append(f"p90 {100 * float(np.median(spread)):.0f} % above p50 (median)")
+    return "; ".join(why) or None
+
+
+def _noise_text(noisy, records) -> str | None:
+    if isinstance(noisy, str):
+        return noisy
+    if noisy:
+        return noise_reason(records) or "small sizes or a shared machine"
+    return None
+
+
+def measured_on(records: list[dict]) -> str:
+    """"measured on <device>" for the devices that measured ``records`` (every figure says it)."""
+    names = list(dict.fromkeys(str(r.get("device_name") or r.get("measured_on") or "")
+                               for r in records if r.get("device_name") or r.get("measured_on")))
+    return "measured on " + ("; ".join(names) if names else "an unnamed device")
+
+
+def _band(r: dict) -> tuple[float, float]:
+    """A record's per-iteration spread around its p50: fastest (min) to p90 latency, in ms
+    (p50 to p90 for records that do not keep the minimum)."""
+    return r.get("latency_ms_min", r["latency_ms_p50"]), r["latency_ms_p90"]
+
+
+def _iterations(records: list[dict]) -> str:
+    n = sorted({r["iterations"] for r in records if r.get("iterations") is not None})
+    if not n:
+        return "? samples"
+    return f"{n[0]} samples" if len(n) == 1 else f"{n[0]}-{n[-1]} samples"
+
+
+def p99_label(records: list[dict]) -> str:
+    """"p99 of N samples", saying when N is too small for a p99 to be more than the maximum."""
+    n = [r["iterations"] for r in records if r.get("iterations") is not None]
+    label = f"p99 of {_iterations(records)}"
+    return label + " (≈ their max)" if n and min(n) < 100 else label
+
+
+def speedups(records: list[dict], baseline: str = "baseline") -> list[dict]:
+    """Speedup of every recipe over ``baseline`` per batch size, from bench records, within
+    each (engine, device, task, sequence length).
+
+    ``speedup`` is the baseline's p50 over the recipe's p50 (medians over repeated records of
+    one point); ``low``/``high`` bound it with each side's per-iteration spread: baseline
+    fastest / recipe p90 and baseline p90 / recipe fastest. ``verdict`` is "faster" or
+    "slower" only when the whole band is on that side of 1, else "within the spread"; only
+    those two may be stated as a speedup.
+    """
+    import numpy as np
+    ok = [r for r in records if r.get("status", "ok") == "ok" and "latency_ms_p50" in r]
+    ctx_keys = ("engine", "device_name", "task", "seq_length")
+    points: dict[tuple, list[dict]] = {}
+    for r in ok:
+        points.setdefault((tuple(r.get(k) for k in ctx_keys), r["recipe"], r["batch_size"]), []).append(r)
+
+    def stats(rows):
+        return (float(np.median([r["latency_ms_p50"] for r in rows])),
+                min(_band(r)[0] for r in rows), max(_band(r)[1] for r in rows))
+
+    out = []
+    for (ctx, recipe, b), rows in points.items():
+        base = points.get((ctx, baseline, b))
+        if base is None or recipe == baseline:
+            continue
+        (bm, blo, bhi), (m, lo, hi) = stats(base), stats(rows)
+        low, high = blo / hi, bhi / lo
+        verdict = "faster" if low > 1 else "slower" if high < 1 else "within the spread"
+        out.append({**dict(zip(ctx_keys, ctx)), "model": rows[0].get("model"), "recipe": recipe,
+                    "baseline": baseline, "batch_size": b, "speedup": bm / m, "low": low,
+                    "high": high, "verdict": verdict, "repeats": len(rows),
+                    "iterations": min((r.get("iterations") or 0) for r in rows + base)})
+    order = {name: i for i, name in enumerate(dict.fromkeys(r["recipe"] for r in ok))}
+    return sorted(out, key=lambda r: (str(r["engine"]), str(r["device_name"]), str(r["task"]),
+                                      r["seq_length"] or 0, order[r["recipe"]], r["batch_size"]))
+
+
+def recipe_speedup(records: list[dict], baseline: str = "baseline", noisy=False):
+    """The article's central figure: speedup of each rung over ``baseline`` against batch
+    size, from bench records (:func:`speedups`: median line, per-iteration spread band).
+
+    Rungs without a ``baseline`` record at the same batch size are not drawn; not-applicable
+    rows are listed in the title; the title names the device that measured them. ``noisy``
+    (True or the reason) stamps the figure "timing noise". Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+    ok = [r for r in records if r.get("status", "ok") == "ok"]
+    rows = speedups(ok, baseline)
+    if not rows:
+        have = sorted({r.get("recipe") for r in ok}, key=str)
+        raise ValueError(f"no speedups over {baseline!r}: need {baseline!r} and another recipe at "
+                         f"the same batch sizes (recipes: {have})")
+    contexts = list(dict.fromkeys((r["engine"], r["device_name"], r["task"], r["seq_length"]) for r in rows))
+    fig, ax = plt.subplots(figsize=(7.5, 4.0))
+    for i, recipe in enumerate(dict.fromkeys(r["recipe"] for r in rows)):
+        for ctx in contexts:
+            pts = [r for r in rows if r["recipe"] == recipe and
+                   (r["engine"], r["device_name"], r["task"], r["seq_length"]) == ctx]
+            if not pts:
+                continue
+            b = [r["batch_size"] for r in pts]
+            label = recipe if len(contexts) == 1 else f"{recipe} | {ctx[0]} seq {ctx[3]} {ctx[1]}"
+            line, = ax.plot(b, [r["speedup"] for r in pts], "o-", label=label, color=plt.cm.tab10(i % 10))
+            ax.fill_between(b, [r["low"] for r in pts], [r["high"] for r in pts],
+                            color=line.get_color(), alpha=0.18, lw=0)
+    sizes = sorted({r["batch_size"] for r in rows})
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=f"speedup over {baseline} (×)")
+    ax.set_xticks(sizes, [str(x) for x in sizes])
+    ax.minorticks_off()
+    ax.grid(alpha=0.3)
+    _readable_log(ax)
+    ax.legend(fontsize=7, loc="best")
+    r0 = rows[0]
+    title = f"speedup over {baseline} | {r0['model']} | {r0['engine']} | {r0['task']} seq {r0['seq_length']}" \
+        if len(contexts) == 1 else f"speedup over {baseline} | {r0['model']}"
+    title += f" | {measured_on(ok)}\nline: p50 ratio (median of repeats); band: the per-iteration " \
+             f"spread (fastest to p90), {_iterations(ok)} per point"
+    na = sorted({r["recipe"] for r in records if r.get("status") == "not applicable"})
+    if na:
+        title += f"\nnot applicable here: {', '.join(na)}"
+    emulated = sorted({r["recipe"] for r in records if r.get("status") == "emulation"})
+    if emulated:
+        title += f"\nemulated, not timed: {', '.join(emulated)}"
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    reason = _noise_text(noisy, ok)
+    if reason:
+        stamp_noise(fig, reason)
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# Latency and throughput
+# --------------------------------------------------------------------------------------
+
+def latency_throughput(records: list[dict], highlight: int | None = None, noisy=False):
+    """Latency per batch (p50 line, fastest-to-p90 spread band, p99 with its sample count)
+    and throughput against batch size.
 
     ``records``: rows from :func:`bertg4.bench.measure`/``record`` for one engine,
-    recipe and sequence length. ``highlight`` marks one batch size. Returns the Figure.
+    recipe and sequence length. ``highlight`` marks one batch size; ``noisy`` (True or the
+    reason) stamps the figure "timing noise". Returns the Figure.
     """
     import matplotlib.pyplot as plt
     rows = sorted(records, key=lambda r: r["batch_size"])
@@ -28,9 +205,11 @@ def latency_throughput(records: list[dict], highlight: int | None = None):
         raise ValueError("no records to plot")
     b = [r["batch_size"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax1.plot(b, [r["latency_ms_p50"] for r in rows], "o-", label="p50")
-    ax1.fill_between(b, [r["latency_ms_p90"] for r in rows], [r["latency_ms_p99"] for r in rows],
-                     alpha=0.3, label="p90-p99")
+    line, = ax1.plot(b, [r["latency_ms_p50"] for r in rows], "o-", label="p50")
+    ax1.fill_between(b, [_band(r)[0] for r in rows], [_band(r)[1] for r in rows], alpha=0.25,
+                     color=line.get_color(), lw=0, label=f"spread: fastest to p90 ({_iterations(rows)})")
+    if all("latency_ms_p99" in r for r in rows):
+        ax1.plot(b, [r["latency_ms_p99"] for r in rows], "v:", color="grey", ms=4, label=p99_label(rows))
     ax1.set(xscale="log", yscale="log", xlabel="batch size", ylabel="latency per batch (ms)")
     ax2.plot(b, [r["sequences_per_s"] for r in rows], "o-", color="tab:green")
     ax2.set(xscale="log", xlabel="batch size", ylabel="sequences / s")
@@ -43,37 +222,60 @@ def latency_throughput(records: list[dict], highlight: int | None = None):
         for ax in (ax1, ax2):
             ax.axvline(highlight, color="tab:red", ls="--", lw=1)
     r0 = rows[0]
-    fig.suptitle(f"{r0['model']} | {r0['engine']} {r0['recipe']} ({r0['dtype']}) | seq "
-                 f"{r0['seq_length']} | {r0['device_name']}", fontsize=9)
-    ax1.legend(fontsize=8)
+    fig.suptitle(f"{r0.get('model')} | {r0.get('engine')} {r0.get('recipe')} ({r0.get('dtype')}) | seq "
+                 f"{r0.get('seq_length')} | {measured_on(rows)}", fontsize=9)
+    ax1.legend(fontsize=7)
     fig.tight_layout()
+    reason = _noise_text(noisy, rows)
+    if reason:
+        stamp_noise(fig, reason)
     return fig
 
 
-def cost_per_million_bars(rows: list[dict]):
-    """Dollars per 1M sequences per instance, one group of bars per sequence length.
+def _group_label(r: dict) -> str:
+    if r.get("workload") == "real traffic":
+        return f"real traffic: {r.get('traffic')}" + (f", padding {r['padding']}" if r.get("padding") else "")
+    return f"seq {r.get('seq_length')}"
 
-    ``rows``: :func:`bertg4.cost.cost_table` rows, optionally with
-    :data:`bertg4.cost.ARTICLE_REFERENCE` rows, which are hatched and labelled
-    "article (reference)". One bar per (instance, measured/reference, sequence length):
-    the cheapest row of that group, with its batch size. A ``*`` marks a price applied to
-    a measurement from other hardware (``hypothetical``). Returns the Figure.
+
+def cost_per_million_bars(rows: list[dict], noisy=False):
+    """Dollars per 1M sequences, one group of bars per sequence length (fixed shape) or
+    real-traffic set.
+
+    ``rows``: :func:`bertg4.cost.cost_table` rows (or :func:`bertg4.cost.batch_points` rows,
+    one bar each, labelled with their point), optionally with
+    :data:`bertg4.cost.ARTICLE_REFERENCE` rows, hatched and labelled "article (reference)".
+    Without points, one bar per (instance, engine/recipe, device): its cheapest batch,
+    annotated. Hypothetical rows (a price for hardware that did not run the measurement)
+    are never drawn beside measured ones: the figure says how many were left to the table.
+    The title names the device(s) that measured the bars. ``noisy`` (True or the reason)
+    stamps the figure "timing noise". Returns the Figure.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
     if not rows:
         raise ValueError("no cost rows to plot")
+    hypothetical = [r for r in rows if r.get("kind") == "hypothetical" or
+                    (r.get("kind") != "reference" and r.get("hypothetical"))]
+    unmeasured = [r for r in rows if r.get("dollars_per_million") is None]
+    drawn = [r for r in rows if r not in hypothetical and r not in unmeasured]
+    if not drawn:
+        raise ValueError(f"nothing to draw: {len(hypothetical)} hypothetical rows (priced at hardware "
+                         "that did not run them) are for a table, not a bar chart; give measured or "
+                         "reference rows")
     best: dict[tuple, dict] = {}
-    for r in rows:
-        key = (r["seq_length"], r.get("kind", "measured"), r["instance"])
+    for r in drawn:
+        key = (_group_label(r), r.get("kind", "measured"), r["instance"], r.get("engine"), r.get("recipe"),
+               r.get("measured_on"), r.get("point") or "")
         if key not in best or r["dollars_per_million"] < best[key]["dollars_per_million"]:
             best[key] = r
     types = list(dict.fromkeys(k[2].split("@")[0] for k in best))
     colors = {t: plt.cm.tab10(i % 10) for i, t in enumerate(types)}
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(best) + 2), 3.8))
-    x, ticks, labels, has_ref = 0.0, [], [], False
-    for seq in sorted({k[0] for k in best}):
-        group = sorted((k for k in best if k[0] == seq), key=lambda k: (k[1] != "reference", k[2]))
+    devices = list(dict.fromkeys(r.get("measured_on") for r in best.values() if r.get("kind") != "reference"))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.5 * len(best) + 2), 4.2))
+    x, ticks, labels, groups, has_ref = 0.0, [], [], [], False
+    for group_name in dict.fromkeys(k[0] for k in sorted(best, key=lambda k: (k[1] == "reference", k[0]))):
+        group = sorted((k for k in best if k[0] == group_name), key=lambda k: (k[1] == "reference", k[2:]))
         start = x
         for key in group:
             r = best[key]
@@ -84,79 +286,136 @@ def cost_per_million_bars(rows: list[dict]):
             ax.annotate(f"${r['dollars_per_million']:.3g}\nb{r.get('batch_size')}",
                         (x, r["dollars_per_million"]), ha="center", va="bottom", fontsize=7)
             ticks.append(x)
-            labels.append(key[2] + ("*" if r.get("hypothetical") else ""))
+            label = key[2] if ref else f"{key[2]}\n{r.get('engine')} {r.get('recipe')}"
+            if len(devices) > 1 and not ref:
+                label += f"\n{str(r.get('measured_on'))[:24]}"
+            if r.get("point"):
+                label += "\n" + r["point"].replace(" (the article's)", "").replace("; cheapest", " = cheapest")
+            labels.append(label)
             x += 1.0
-        ax.text((start + x - 1.0) / 2, -0.28, f"seq {seq}", transform=ax.get_xaxis_transform(),
-                ha="center", va="top", fontsize=9)
+        groups.append(((start + x - 1.0) / 2, group_name))
         x += 0.8
-    ax.set_xticks(ticks, labels, rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(ticks, labels, rotation=0, fontsize=6.5)
+    depth = max(label.count("\n") + 1 for label in labels)
+    for xc, group_name in groups:
+        ax.text(xc, -0.06 - 0.055 * depth, group_name, transform=ax.get_xaxis_transform(),
+                ha="center", va="top", fontsize=8, weight="bold")
     ax.set(yscale="log", ylabel="$ per 1M sequences")
     lo, hi = ax.get_ylim()
     ax.set_ylim(lo, hi * 4)  # room for the labels above the bars
     ax.grid(axis="y", alpha=0.3)
     if has_ref:
         ax.legend(handles=[Patch(facecolor="white", edgecolor="black", hatch="//",
-                                 label="article (reference)")], fontsize=8)
-    if any(r.get("hypothetical") for r in best.values()):
-        ax.set_title("* priced at an instance whose hardware did not run the measurement",
-                     fontsize=8)
+                                 label="article (reference, 2020)")], fontsize=8)
+    title = (measured_on([r for r in best.values() if r.get("kind") != "reference"])
+             if devices else "article's figures only (reference): nothing measured here was priced at its own hardware")
+    notes = []
+    if hypothetical:
+        notes.append(f"{len(hypothetical)} hypothetical prices (hardware that did not run the measurement) "
+                     "are not drawn: see the hypothetical table")
+    if unmeasured:
+        notes.append("not measured: " + "; ".join(sorted({str(r.get("point") or r.get("batch_size"))
+                                                            for r in unmeasured})))
+    import textwrap
+    ax.set_title("\n".join([title] + [textwrap.fill(n, 90) for n in notes]), fontsize=8)
     fig.tight_layout()
+    reason = _noise_text(noisy, [])
+    if reason:
+        stamp_noise(fig, reason)
     return fig
 
 
-def cost_vs_latency_target(slo_rows: list[dict]):
+def cost_vs_latency_target(slo_rows: list[dict], noisy=False):
     """Dollars per 1M requests against the p99 latency target, one line per instance.
 
     ``slo_rows``: rows from :func:`bertg4.cost.slo_cost` (concatenate several instances'
     rows to compare them). Targets no setting meets are left out of the line. Each point
-    is annotated with its best max_batch. Returns the Figure.
+    is annotated with its best max_batch; each line's label names the device that measured
+    the latency curve (``measured_on`` or ``device_name`` of the rows). Prices for hardware
+    that did not measure the curve (``hypothetical``; rows without it: any price that is not a
+    catalogue instance of the rows' device) go to a second panel of their own.
+    ``noisy`` (True or the reason) stamps the figure "timing noise". Returns the Figure.
     """
     import matplotlib.pyplot as plt
     if not slo_rows:
         raise ValueError("no SLO rows to plot")
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    for name in dict.fromkeys(r["instance"] for r in slo_rows):
-        pts = sorted((r["p99_target_s"] * 1e3, r["dollars_per_million"], r["max_batch"])
-                     for r in slo_rows if r["instance"] == name and r["dollars_per_million"] is not None)
-        if not pts:
-            continue
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name)
-        for t, d, b in pts:
-            ax.annotate(f"b{b}", (t, d), textcoords="offset points", xytext=(3, 3), fontsize=7)
-    ax.set(xscale="log", yscale="log", xlabel="p99 latency target (ms)",
-           ylabel="$ per 1M requests")
-    ax.set_title("at the highest request rate whose p99 meets the target", fontsize=9)
-    ax.grid(alpha=0.3)
-    _readable_log(ax, "x")
-    _readable_log(ax, "y")
-    if ax.get_lines():
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no target met at any rate", transform=ax.transAxes, ha="center")
+    from .cost import CATALOGUE, same_hardware
+
+    def own(r) -> bool:
+        """The price is for the hardware that measured the curve (rows without ``hypothetical``:
+        a catalogue instance and the rows' device; anything else is not known to be)."""
+        if r.get("hypothetical") is not None:
+            return not r["hypothetical"]
+        dev = r.get("measured_on") or r.get("device_name")
+        inst = CATALOGUE.get(r["instance"])
+        return bool(dev and inst and same_hardware({"device_name": dev, "device": r.get("device")}, inst))
+
+    hyp = [r for r in slo_rows if not own(r)]
+    panels = [("measured: priced at the machine that measured the curve", [r for r in slo_rows if own(r)])]
+    if hyp:
+        panels.append(("hypothetical: priced at hardware that did not measure the curve (or not known to)", hyp))
+    panels = [(t, rows) for t, rows in panels if rows]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 3.9), squeeze=False)
+    for ax, (what, rows) in zip(axes[0], panels):
+        for name in dict.fromkeys(r["instance"] for r in rows):
+            mine = [r for r in rows if r["instance"] == name]
+            pts = sorted((r["p99_target_s"] * 1e3, r["dollars_per_million"], r["max_batch"])
+                         for r in mine if r["dollars_per_million"] is not None)
+            if not pts:
+                continue
+            dev = mine[0].get("measured_on") or mine[0].get("device_name")
+            label = name if not dev or str(dev) in name else f"{name} (curve measured on {dev})"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if what.startswith("measured") else "o--",
+                    label=label)
+            for t, d, b in pts:
+                ax.annotate(f"b{b}", (t, d), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        ax.set(xscale="log", yscale="log", xlabel="p99 latency target (ms)",
+               ylabel="$ per 1M requests")
+        ax.set_title(f"{what}\nat the highest request rate whose p99 meets the target", fontsize=8)
+        ax.grid(alpha=0.3)
+        if ax.get_lines():
+            _readable_log(ax, "x")
+            _readable_log(ax, "y")
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no target met at any rate", transform=ax.transAxes, ha="center")
     fig.tight_layout()
+    reason = _noise_text(noisy, [])
+    if reason:
+        stamp_noise(fig, reason)
     return fig
 
 
-def recipe_latency(records: list[dict], baseline: str | None = None, highlight: int | None = None):
-    """Latency per batch (p50) against batch size, one line per recipe, and each recipe's
-    speedup over ``baseline`` (default: the first recipe). Not-applicable rows are listed
-    in the title, not drawn. Returns the Figure."""
+def recipe_latency(records: list[dict], baseline: str | None = None, highlight: int | None = None,
+                   noisy=False):
+    """Latency per batch (p50, with the fastest-to-p90 spread band) against batch size, one
+    line per recipe, and each recipe's speedup over ``baseline`` (default: the first recipe)
+    with its band (:func:`speedups`). Not-applicable rows are listed in the title, not drawn;
+    the title names the device. ``noisy`` (True or the reason) stamps the figure "timing
+    noise". Returns the Figure."""
     import matplotlib.pyplot as plt
     ok = [r for r in records if r.get("status", "ok") == "ok"]
     if not ok:
         raise ValueError("no timed records to plot")
     names = list(dict.fromkeys(r["recipe"] for r in ok))
     baseline = baseline or names[0]
-    base = {r["batch_size"]: r["latency_ms_p50"] for r in ok if r["recipe"] == baseline}
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for name in names:
+    gains = speedups(ok, baseline)
+    for i, name in enumerate(names):
+        color = plt.cm.tab10(i % 10)
         rows = sorted((r for r in ok if r["recipe"] == name), key=lambda r: r["batch_size"])
         b = [r["batch_size"] for r in rows]
-        ax1.plot(b, [r["latency_ms_p50"] for r in rows], "o-", label=name)
-        pairs = [(r["batch_size"], base[r["batch_size"]] / r["latency_ms_p50"]) for r in rows
-                 if r["batch_size"] in base]
-        if pairs:
-            ax2.plot(*zip(*pairs), "o-", label=name)
+        ax1.plot(b, [r["latency_ms_p50"] for r in rows], "o-", label=name, color=color)
+        ax1.fill_between(b, [_band(r)[0] for r in rows], [_band(r)[1] for r in rows], color=color,
+                         alpha=0.15, lw=0)
+        pts = [g for g in gains if g["recipe"] == name]
+        if name == baseline:
+            ax2.plot(b, [1.0] * len(b), "o-", color=color, label=name)
+        elif pts:
+            ax2.plot([g["batch_size"] for g in pts], [g["speedup"] for g in pts], "o-", color=color,
+                     label=name)
+            ax2.fill_between([g["batch_size"] for g in pts], [g["low"] for g in pts],
+                             [g["high"] for g in pts], color=color, alpha=0.15, lw=0)
     sizes = sorted({r["batch_size"] for r in ok})
     ax1.set(xscale="log", yscale="log", xlabel="batch size", ylabel="latency per batch, p50 (ms)")
     ax2.set(xscale="log", xlabel="batch size", ylabel=f"speedup over {baseline}")
@@ -171,17 +430,25 @@ def recipe_latency(records: list[dict], baseline: str | None = None, highlight: 
     ax1.legend(fontsize=7)
     na = sorted({r["recipe"] for r in records if r.get("status") == "not applicable"})
     r0 = ok[0]
-    title = f"{r0['model']} | {r0['engine']} | seq {r0['seq_length']} | {r0['device_name']}"
+    title = (f"{r0.get('model')} | {r0.get('engine')} | seq {r0.get('seq_length')} | {measured_on(ok)}\n"
+             f"bands: per-iteration spread, fastest to p90 ({_iterations(ok)} per point)")
     if na:
         title += f"\nnot applicable here: {', '.join(na)}"
+    emulated = sorted({r["recipe"] for r in records if r.get("status") == "emulation"})
+    if emulated:
+        title += f"\nemulated, not timed: {', '.join(emulated)}"
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    reason = _noise_text(noisy, ok)
+    if reason:
+        stamp_noise(fig, reason)
     return fig
 
 
-def accumulation_error(rows: list[dict]):
+def accumulation_error(rows: list[dict], device_name: str | None = None):
     """GEMM relative error against the inner dimension: fp32 accumulation (measured) and fp16
-    accumulation (emulated; the legend says so). Returns the Figure."""
+    accumulation (emulated; the legend says so). The title names the device
+    (``device_name``, or the rows' own). Returns the Figure."""
     import matplotlib.pyplot as plt
     k = [r["k"] for r in rows]
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -189,6 +456,9 @@ def accumulation_error(rows: list[dict]):
     ax.plot(k, [r["fp16_accumulate_rel_error_emulated"] for r in rows], "s-",
             label="fp16 accumulation (CPU emulation)")
     ax.set(xscale="log", yscale="log", xlabel="inner dimension k", ylabel="max relative error")
+    dev = device_name or next((r.get("device_name") for r in rows if r.get("device_name")), None)
+    if dev:
+        ax.set_title(f"measured on {dev}", fontsize=9)
     ax.set_xticks(k, [str(x) for x in k])
     ax.minorticks_off()
     ax.grid(alpha=0.3)
@@ -214,7 +484,7 @@ def graph_nodes(report: dict, top: int = 12, graph: str = "torch.fx graph"):
     ax.invert_yaxis()
     ax.set_xlabel(f"nodes in the {graph}")
     ax.legend(fontsize=8)
-    bias_gelu = (f"{report['bias_gelu_fused']} bias+GELU fused" if "bias_gelu_fused" in report
+    bias_gelu = (f"{report['bias_gelu_fused']} FFN biases moved next to GELU (bias_gelu)" if "bias_gelu_fused" in report
                  else f"{report['bias_gelu_split']} bias adds moved next to GELU")
     ax.set_title(f"{bias_gelu}, {report['qkv_prearranged']} QKV tensors prearranged", fontsize=9)
     fig.tight_layout()
@@ -243,19 +513,24 @@ def interleaved_layout(rows: list[tuple[str, int, int]], heads: int):
     return fig
 
 
-def latency_by_seq_length(records: list[dict]):
-    """Latency per batch (p50) and sequences/s against batch size, one line per sequence
-    length (the article's first two figures), for one engine, recipe and task."""
+def latency_by_seq_length(records: list[dict], noisy=False):
+    """Latency per batch (p50 with the fastest-to-p90 spread band) and sequences/s against
+    batch size, one line per sequence length (the article's first two figures), for one
+    engine, recipe and task; the title names the device. ``noisy`` (True or the reason)
+    stamps the figure "timing noise"."""
     import matplotlib.pyplot as plt
     ok = [r for r in records if r.get("status", "ok") == "ok"]
     if not ok:
         raise ValueError("no timed records to plot")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for seq in sorted({r["seq_length"] for r in ok}):
+    for i, seq in enumerate(sorted({r["seq_length"] for r in ok})):
+        color = plt.cm.tab10(i % 10)
         rows = sorted((r for r in ok if r["seq_length"] == seq), key=lambda r: r["batch_size"])
         b = [r["batch_size"] for r in rows]
-        ax1.plot(b, [r["latency_ms_p50"] for r in rows], "o-", label=f"seq {seq}")
-        ax2.plot(b, [r["sequences_per_s"] for r in rows], "o-", label=f"seq {seq}")
+        ax1.plot(b, [r["latency_ms_p50"] for r in rows], "o-", label=f"seq {seq}", color=color)
+        ax1.fill_between(b, [_band(r)[0] for r in rows], [_band(r)[1] for r in rows], color=color,
+                         alpha=0.15, lw=0)
+        ax2.plot(b, [r["sequences_per_s"] for r in rows], "o-", label=f"seq {seq}", color=color)
     sizes = sorted({r["batch_size"] for r in ok})
     ax1.set(xscale="log", yscale="log", xlabel="batch size", ylabel="latency per batch, p50 (ms)")
     ax2.set(xscale="log", xlabel="batch size", ylabel="sequences / s")
@@ -266,19 +541,24 @@ def latency_by_seq_length(records: list[dict]):
         ax.legend(fontsize=8)
     _readable_log(ax1)
     r0 = ok[0]
-    fig.suptitle(f"{r0['model']} | {r0['engine']} {r0['recipe']} ({r0['dtype']}) | {r0['task']} | "
-                 f"{r0['device_name']}", fontsize=9)
+    fig.suptitle(f"{r0.get('model')} | {r0.get('engine')} {r0.get('recipe')} ({r0.get('dtype')}) | "
+                 f"{r0.get('task')} | {measured_on(ok)}\nband: per-iteration spread, fastest to p90 "
+                 f"({_iterations(ok)} per point)", fontsize=9)
     fig.tight_layout()
+    reason = _noise_text(noisy, ok)
+    if reason:
+        stamp_noise(fig, reason)
     return fig
 
 
-def op_breakdown(records: list[dict]):
+def op_breakdown(records: list[dict], noisy=False):
     """Where the time of one forward pass goes: share of each operation type, one horizontal
     stacked bar per engine/recipe (the article's operator chart).
 
     ``records``: rows from :func:`bertg4.profile.profile_ops` (one per category). Segments
     of 4 % or more are labelled with their share; each bar's right end gives its total ms
-    per forward. Not-applicable rows are listed in the title, not drawn. Returns the Figure.
+    per forward. Not-applicable rows are listed in the title, not drawn. ``noisy`` (True or
+    the reason) stamps the figure "timing noise". Returns the Figure.
     """
     import matplotlib.pyplot as plt
     from .profile import CATEGORIES
@@ -330,4 +610,7 @@ def op_breakdown(records: list[dict]):
         title += f"\nnot applicable here: {', '.join(na)}"
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
+    reason = _noise_text(noisy, [])
+    if reason:
+        stamp_noise(fig, reason)
     return fig

@@ -14,9 +14,11 @@ optimization" table::
     all                 + CUDA graphs (replay per (batch, seq) shape); GPU only
 
 Extras beside the ladder: ``bf16``, ``sdpa-fp16``/``sdpa-fp32`` (PyTorch's fused attention),
-``interleaved-fp32``, ``graph-pass-fp32`` and ``int8`` (the CPU baseline of the article's c5
+``interleaved-fp32``, ``graph-pass-fp32``, ``int8`` (the CPU baseline of the article's c5
 comparison: INT8 GEMMs; PyTorch dynamic quantization, or MXNet's oneDNN quantization with
-calibration).
+calibration) and ``compile-fp32`` (beyond the article: ``torch.compile``/inductor over the
+SDPA model; PyTorch only, compiled on the first call of each shape, so warm-up keeps compile
+time out of the steady state; not with CUDA graphs or INT8, and not exported).
 
 An engine that cannot honour a switch on the current device raises
 :class:`NotApplicable` -- it never runs something else silently.
@@ -44,6 +46,7 @@ class Recipe:
     graph_pass: bool = False         # graph pass at build/export time (pt: torch.fx; mx: exported graph)
     cuda_graphs: bool = False        # capture and replay per (batch, seq) shape (CUDA)
     int8: bool = False               # INT8 GEMMs on a CPU (pt: dynamic quantization; mx: oneDNN, calibrated)
+    compile: bool = False            # torch.compile (inductor) of the model (pt only)
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
@@ -60,6 +63,9 @@ class Recipe:
             raise ValueError("the graph pass prearranges the interleaved QKV projection: it needs "
                              "attention='interleaved'")
 
+        if self.compile and (self.cuda_graphs or self.int8):
+            raise NotApplicable(f"recipe {self.name}: compile cannot apply with "
+                                f"{'cuda_graphs (inductor captures its own graphs)' if self.cuda_graphs else 'int8 (inductor does not compile dynamically quantized Linear layers)'}")
         if self.int8 and (self.dtype != "float32" or self.graph_pass or self.cuda_graphs):
             raise ValueError("int8 quantizes the float32 model's Linear/FullyConnected layers: it needs "
                              "dtype float32, no graph pass and no CUDA graphs")
@@ -91,7 +97,7 @@ EXTRA = [Recipe("bf16", "bfloat16"), Recipe("sdpa-fp16", "float16", attention="s
          Recipe("sdpa-fp32", attention="sdpa"),
          Recipe("interleaved-fp32", attention="interleaved"),
          Recipe("graph-pass-fp32", attention="interleaved", graph_pass=True),
-         Recipe("int8", int8=True)]
+         Recipe("int8", int8=True), Recipe("compile-fp32", attention="sdpa", compile=True)]
 RECIPES = {r.name: r for r in ladder() + EXTRA}
 
 

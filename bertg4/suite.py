@@ -17,7 +17,7 @@ import numpy as np
 
 from . import data as D
 from .api import load, tokenizer_for
-from .bench import measure, record
+from .bench import measure_points
 from .checkpoint import CheckpointError, add_head, load_checkpoint
 from .recipe import NotApplicable, get_recipe, ladder
 
@@ -65,24 +65,10 @@ def run_suite(name: str = "gpu", log=print, **overrides) -> list[dict]:
         return time.perf_counter() - started > cfg["time_budget_s"]
 
     def time_points(predictor, label, numerics, sizes_here=sizes, first_call=None):
-        for b in sizes_here:
-            if over_budget():
-                records.append({**common, "engine": predictor.engine, "recipe": label,
-                                "batch_size": b, "seq_length": L, "status": "skipped: time budget"})
-                continue
-            extra = {}
-            if first_call is not None:  # torch.compile: compile time is reported apart
-                t0 = time.perf_counter()
-                predictor(batch.repeat_to(b))
-                predictor.synchronize()
-                extra["first_call_s"] = time.perf_counter() - t0
-            t = measure(predictor, batch, b, warmup=cfg["warmup"], iters=cfg["iters"],
-                        max_seconds=cfg["max_seconds"])
-            rec = record(predictor, t, status="ok", **common, **numerics, **extra)
-            rec["recipe"] = label
-            records.append(rec)
-            log(f"  {label:<22} batch {b:>4}: {t['latency_ms_p50']:8.3f} ms p50, "
-                f"{t['sequences_per_s']:10.1f} seq/s, {t['tflops_achieved']:7.2f} TFLOP/s")
+        records.extend(measure_points(predictor, batch, sizes_here, warmup=cfg["warmup"],
+                                      iters=cfg["iters"], max_seconds=cfg["max_seconds"], label=label,
+                                      first_call=bool(first_call), stop=over_budget, log=log,
+                                      **common, **numerics))
 
     ref = None
     for rung in ladder() + [get_recipe(n) for n in cfg["extra"]]:

@@ -12,8 +12,9 @@ import os
 from dataclasses import asdict, dataclass
 
 from . import data as D
-from .bench import in_fresh_process, measure, record
+from .bench import in_fresh_process, measure_points, out_of_memory  # noqa: F401 (re-exported)
 from .mx.compat import MXNetUnavailable
+from .ort import ORTUnavailable
 from .recipe import NotApplicable, get_recipe
 from .tasks import get_task
 
@@ -86,7 +87,6 @@ def run_sweep(points: list[Point], output: str, model: str = "random:bert_12_768
     spinning after their own work and slow the other engine down when they share a process
     (on a 2-core CPU, transformers measured after MXNet took twice as long as alone).
     """
-    import torch
     from .api import load
     from .checkpoint import load_checkpoint
     done = read_done(output, model, device) if resume else set()
@@ -133,7 +133,7 @@ def run_sweep(points: list[Point], output: str, model: str = "random:bert_12_768
                         predictors[group] = (pred, getattr(feats, "batch", feats), source, None)
                     except NotApplicable as e:
                         predictors[group] = (None, None, None, ("not applicable", str(e)))
-                    except MXNetUnavailable as e:
+                    except (MXNetUnavailable, ORTUnavailable) as e:
                         predictors[group] = (None, None, None, ("not available", str(e)))
                 pred, batch, source, failed = predictors[group]
                 if failed:
@@ -141,30 +141,13 @@ def run_sweep(points: list[Point], output: str, model: str = "random:bert_12_768
                     put({**base, "dtype": get_recipe(p.recipe).dtype, "status": status,
                          "reason": reason})
                     continue
-                try:
-                    t = measure(pred, batch, p.batch_size, warmup=warmup, iters=iters,
-                                max_seconds=max_seconds)
-                except Exception as e:  # noqa: BLE001 -- out of memory is recorded, the rest raised
-                    if not out_of_memory(e):
-                        raise
-                    torch.cuda.empty_cache()
-                    put({**base, "dtype": pred.recipe.dtype, "status": "out of memory",
-                         "reason": str(e).strip().splitlines()[0]})
-                    continue
-                put(record(pred, t, status="ok", data=source, examples=len(batch)))
+                for rec in measure_points(pred, batch, [p.batch_size], warmup=warmup, iters=iters,
+                                          max_seconds=max_seconds, data=source, examples=len(batch)):
+                    put({**base, **rec} if rec["status"] != "ok" else rec)
         finally:
             if bar is not None:
                 bar.close()
     return written
-
-
-def out_of_memory(error: Exception) -> bool:
-    """A CUDA out-of-memory error of either engine (torch's own class, or MXNet's MXNetError
-    whose message carries cudaMalloc's "out of memory")."""
-    import torch
-    if isinstance(error, torch.cuda.OutOfMemoryError):
-        return True
-    return type(error).__name__ == "MXNetError" and "out of memory" in str(error).lower()
 
 
 def read_sweep(path: str) -> list[dict]:
@@ -174,7 +157,11 @@ def read_sweep(path: str) -> list[dict]:
 
 def format_report(records: list[dict]) -> str:
     """One Markdown table per (engine, recipe, task, sequence length): latency per batch
-    (mean, p50, p90, p99), per sequence, sequences/s, TFLOP/s; then the points that did not run."""
+    (mean, p50, p90, p99), per sequence, sequences/s, TFLOP/s; then the points that did not run;
+    then real-traffic records (``bertg4 bench --traffic``) side by side
+    (:func:`bertg4.traffic.format_traffic`)."""
+    traffic = [r for r in records if r.get("traffic") or r.get("peer")]
+    records = [r for r in records if not (r.get("traffic") or r.get("peer"))]
     ok = [r for r in records if r.get("status") == "ok"]
     groups = list(dict.fromkeys((r["engine"], r["recipe"], r["task"], r["seq_length"]) for r in ok))
     parts = []
@@ -190,18 +177,27 @@ def format_report(records: list[dict]) -> str:
                                f"{r['latency_ms_p90']:.2f} | {r['latency_ms_p99']:.2f} | "
                                f"{r['latency_ms_per_sequence']:.3f} | {r['sequences_per_s']:.1f} | "
                                f"{r['tflops_achieved']:.2f} |" for r in rows))
-    if len({(r["engine"], r["recipe"]) for r in ok}) > 1:
+    pairs = {(r["engine"], r["recipe"]) for r in ok}
+    if len(pairs) > 1:
         parts.append(format_comparison(ok))
+        for yardstick in YARDSTICKS:  # ONNX Runtime, when measured: every pair as a ratio to it too
+            if yardstick in pairs:
+                parts.append(format_comparison(ok, yardstick))
     other = [r for r in records if r.get("status") != "ok"]
     if other:
         seen = dict.fromkeys((r.get("engine"), r.get("recipe"), r.get("task"), r.get("status"),
                               r.get("reason", "")) for r in other)
         parts.append("Did not run:\n\n" + "\n".join(f"- {e} {rc} {t}: {s} — {why}" for e, rc, t, s, why in seen))
+    if traffic:
+        from .traffic import format_traffic
+        parts.append("Real traffic:\n\n" + format_traffic(traffic))
     return "\n\n".join(parts) if parts else "no records"
 
 
 #: the yardstick of side-by-side tables, first one present wins
 REFERENCES = [("hf", "sdpa-fp32"), ("hf", "baseline"), ("pt", "baseline")]
+#: further side-by-side tables, one per yardstick measured: ONNX Runtime's optimized graph and its INT8
+YARDSTICKS = [("ort", "baseline"), ("ort", "int8")]
 
 
 def format_comparison(records: list[dict], reference: tuple[str, str] | None = None) -> str:
@@ -245,6 +241,7 @@ def write_report(records: list[dict], out_dir: str) -> list[str]:
     paths = [os.path.join(out_dir, "report.md")]
     with open(paths[0], "w", encoding="utf-8") as f:
         f.write(format_report(records) + "\n")
+    records = [r for r in records if not (r.get("traffic") or r.get("peer"))]  # figures: fixed shapes
     ok = [r for r in records if r.get("status") == "ok"]
 
     def slug(*parts):

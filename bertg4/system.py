@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
 import sys
 
 
@@ -48,3 +50,52 @@ def command_line() -> str:
     if prog in ("cli.py", "__main__.py", "bertg4"):
         prog = "bertg4"
     return " ".join([prog] + sys.argv[1:])
+
+
+def system_gpus() -> list[str]:
+    """The NVIDIA GPUs the operating system sees, whatever torch sees: ``nvidia-smi -L``'s lines,
+    else the folders of ``/proc/driver/nvidia/gpus``; empty where there is no NVIDIA driver."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            out = None
+        if out is not None and out.returncode == 0:
+            gpus = [line.strip() for line in out.stdout.splitlines() if line.startswith("GPU ")]
+            if gpus:
+                return gpus
+    try:
+        return [f"GPU at PCI {bus}" for bus in sorted(os.listdir("/proc/driver/nvidia/gpus"))]
+    except OSError:
+        return []
+
+
+def default_device() -> str:
+    """The device the notebooks run on: ``"cuda"`` when torch sees a GPU, ``"cpu"`` when the
+    machine has none.
+
+    Raises :class:`RuntimeError` when the system shows an NVIDIA GPU (``nvidia-smi -L`` or
+    ``/proc/driver/nvidia/gpus``) that torch cannot use -- a CPU build of torch, or a driver too
+    old for torch's CUDA -- instead of silently measuring the CPU; ``BERTG4_ALLOW_CPU=1`` runs
+    on the CPU anyway."""
+    import torch
+    if torch.cuda.is_available():
+        return "cuda"
+    gpus = system_gpus()
+    if gpus and os.environ.get("BERTG4_ALLOW_CPU") != "1":
+        build = (f"a CPU-only build ({torch.__version__})" if torch.version.cuda is None else
+                 f"built for CUDA {torch.version.cuda}, which this driver cannot run")
+        raise RuntimeError(
+            f"the system shows {len(gpus)} NVIDIA GPU(s) ({gpus[0]}) but torch cannot use them: "
+            f"torch is {build}. Install a CUDA build of torch that matches the driver (see "
+            "environment.yml), or set BERTG4_ALLOW_CPU=1 to run on the CPU on purpose.")
+    return "cpu"
+
+
+def full_sizes_allowed(device: str) -> bool:
+    """Whether the notebooks run the article's full sizes on ``device``: always on a GPU; on a
+    CPU only when ``BERTG4_FULL=1`` (full sizes take hours there), otherwise small sizes."""
+    if not str(device).startswith("cpu"):
+        return True
+    return os.environ.get("BERTG4_FULL") == "1"

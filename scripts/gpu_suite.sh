@@ -9,8 +9,13 @@
 # DATA_DIR:  a folder holding sst2/dev.tsv (default: the usual search path).
 # Writes to OUT_DIR: env.json, nvidia-smi.csv, pytest.log (the CUDA tests), records.jsonl,
 # table.md and suite.log (`bertg4 bench --suite gpu`: every rung on BERT-base, seq 128,
-# batch 1/8/32/128, beside transformers sdpa fp16 and torch.compile), and deploy_all_b128.json
-# (`bertg4 deploy --recipe all` on the embedded model over SST-2 dev).
+# batch 1/8/32/128, beside transformers sdpa fp16 and torch.compile), deploy_all_b128.json
+# (`bertg4 deploy --recipe all` on the embedded model over SST-2 dev), and traffic/ (records.jsonl,
+# traffic.md, traffic.log: BERT-base fp16 on the 872 SST-2 dev sentences' lengths at batch 128,
+# padding fixed vs longest vs packed, at the `all` rung and at `+graph_pass`).
+#
+# TRAFFIC_ROWS=N limits the real-traffic step to the first N sentences (a dry run); DEVICE=cpu
+# runs only that step on the CPU (the rungs that need a GPU are then recorded as not applicable).
 set -euo pipefail
 out=${1:?usage: scripts/gpu_suite.sh OUT_DIR [MODEL_DIR] [DATA_DIR]}
 mkdir -p "$out"
@@ -19,7 +24,18 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [ -n "${2:-}" ]; then export BERTG4_EMBEDDED_DIR=$(realpath "$2"); fi
 if [ -n "${3:-}" ]; then export BERTG4_DATA_DIR=$(realpath "$3"); fi
 py=${PYTHON:-python3}
+device=${DEVICE:-cuda}
 vocab=$($py -c 'import bertg4.checkpoint as c, os; print(os.path.join(c.embedded_dir(), "vocab.txt"))')
+
+# real traffic: whole passes over SST-2 dev's lengths (one warm-up pass, median of 5), BERT-base
+# random weights, fp16 rungs, batch 128; padding fixed / longest / packed side by side
+traffic() {
+    $py -m bertg4.cli bench --model random:bert_12_768_12 --vocab "$vocab" --device "$device" \
+        --task SST --traffic sst2-dev ${TRAFFIC_ROWS:+--max-rows "$TRAFFIC_ROWS"} \
+        --padding fixed --padding longest --padding packed --recipe all --recipe +graph_pass \
+        --batch-sizes 128 --repeats 5 --warmup 1 --fresh --output "$out/traffic" 2>&1 | tee "$out/traffic.log"
+}
+if [ "$device" = cpu ]; then traffic; exit 0; fi
 
 $py -m bertg4.cli env | tee "$out/env.json"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out/nvidia-smi.csv"
@@ -33,3 +49,5 @@ $py -m bertg4.cli bench --suite gpu --vocab "$vocab" --output "$out" 2>&1 | tee 
 $py -m bertg4.cli deploy --device cuda --no-progress --recipe all --task SST --batch-size 128 \
     --max-iters 200 --warmup 20 --output-dir /tmp/bertg4_all --json "$out/deploy_all_b128.json" \
     2>&1 | tail -n 8
+
+traffic

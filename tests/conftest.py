@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from bertg4 import data as D
@@ -21,13 +23,13 @@ def measured():
 
 @pytest.fixture(scope="session")
 def sst2_dev():
-    """The real GLUE SST-2 dev sentences (../shared/data/sst2 in CI)."""
-    path = D.find_sst2("dev")
-    if path is None:
-        pytest.skip("GLUE SST-2 dev.tsv not found (looked in ../shared/data/sst2, $BERTG4_DATA_DIR "
-                    "and the download cache); run `bertg4 deploy --download-data` once online")
-    ts = D.read_tsv(path)
-    assert len(ts) == 872, f"{path} has {len(ts)} rows, GLUE SST-2 dev has 872"
+    """GLUE SST-2 dev as shipped in this repository (data/sst2/dev.tsv): a missing or altered
+    file is a failure, never a skip."""
+    assert os.path.isfile(D.SST2_DEV), f"{D.SST2_DEV} is missing: it ships with the repository " \
+                                       "(data/sst2/README.md)"
+    assert D.sha256(D.SST2_DEV) == D.SST2_SHA256["dev.tsv"], f"{D.SST2_DEV} differs from GLUE SST-2 dev"
+    ts = D.read_tsv(D.SST2_DEV)
+    assert len(ts) == D.SST2_DEV_ROWS["rows"], f"{D.SST2_DEV} has {len(ts)} rows, GLUE SST-2 dev has 872"
     return ts
 
 
@@ -35,4 +37,3 @@ def sst2_dev():
 def embedded():
     from bertg4.checkpoint import load_checkpoint
     return load_checkpoint("embedded")
-

@@ -1,15 +1,18 @@
-"""01_deploy.ipynb in a real browser: JupyterLab served on localhost, driven by headless
+"""The notebooks in a real browser: JupyterLab served on localhost, driven by headless
 Chromium through Playwright.
 
-The test runs every cell from the Run menu, waits for the kernel to go idle, moves the
-batch-size slider with the keyboard and checks that the kernel redraws the figure and the
-printed record for the new batch size. Screenshots of the slider cell before and after go to
-pytest's tmp_path (printed in the summary); with BERTG4_BROWSER_OUT=1 they are also copied to
-browser_out/ under the repository root (any other non-empty value names the folder to use).
+Each test runs every cell of one notebook from the Run menu, waits for the kernel to go
+idle, moves one slider with the keyboard and checks that the kernel redraws the figure and
+the printed result: the batch-size slider of 01_deploy.ipynb, and the price slider ($/hour
+for this machine) of 06_cost_per_million.ipynb. Screenshots of the slider cell before and
+after go to pytest's tmp_path (printed in the summary); with BERTG4_BROWSER_OUT=1 they are
+also copied to browser_out/ under the repository root (any other non-empty value names the
+folder to use).
 
 Needs Playwright (``pip install playwright``, part of the ``test`` extra) and a Chromium
-binary: /usr/bin/chromium (Debian's ``chromium`` package), or the one named by
-BERTG4_CHROMIUM. It is skipped, saying which is missing, when either is absent.
+binary: /usr/bin/chromium (Debian's ``chromium`` package, scripts/install_chromium.sh), or
+the one named by BERTG4_CHROMIUM. It is skipped, saying which is missing, when either is
+absent.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = "01_deploy.ipynb"
+COST_NOTEBOOK = "06_cost_per_million.ipynb"
 
 # Flags that keep Chromium off the network and its first-run machinery; a closed network
 # refuses its connections otherwise.
@@ -95,7 +99,7 @@ def jupyter_lab(tmp_path):
     pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")
     root = tmp_path / "notebooks"
     root.mkdir()
-    for nb in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    for nb in sorted((REPO / "notebooks").glob("[0-9][0-9]*.ipynb")):
         shutil.copy(nb, root / nb.name)
     settings = tmp_path / "lab-settings"
     for rel, value in LAB_SETTINGS.items():
@@ -167,13 +171,11 @@ def browser_tools():
     return sync_api, chromium
 
 
-def test_batch_size_slider_redraws_in_jupyterlab(browser_tools, jupyter_lab, tmp_path, measured):
+def _in_browser(browser_tools, tmp_path, drive) -> Path:
+    """Launch Chromium, run ``drive(page, shots)``, keep screenshots (a failure's too)."""
     sync_api, chromium = browser_tools
-    base, token, log = jupyter_lab
     shots = tmp_path / "screenshots"
-    shots.mkdir()
-    t0 = time.monotonic()
-
+    shots.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as pw:
         # launch() gives Chromium a fresh temporary --user-data-dir and removes it on close.
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
@@ -181,23 +183,49 @@ def test_batch_size_slider_redraws_in_jupyterlab(browser_tools, jupyter_lab, tmp
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(60_000)
             try:
-                _drive(page, base, token, shots)
+                drive(page, shots)
             except Exception:
                 page.screenshot(path=str(shots / "failure.png"))
-                print(f"screenshots: {shots}\njupyter log tail:\n{_log_tail(log)}")
+                print(f"screenshots: {shots}")
                 raise
             finally:
                 _copy_out(shots)
         finally:
             browser.close()
+    return shots
 
+
+def test_batch_size_slider_redraws_in_jupyterlab(browser_tools, jupyter_lab, tmp_path, measured):
+    base, token, log = jupyter_lab
+    t0 = time.monotonic()
+    try:
+        shots = _in_browser(browser_tools, tmp_path, lambda page, shots: _drive(page, base, token, shots))
+    except Exception:
+        print(f"jupyter log tail:\n{_log_tail(log)}")
+        raise
     elapsed = time.monotonic() - t0
     measured("browser test: JupyterLab + Chromium, 01_deploy run and slider moved", f"{elapsed:.0f} s")
     measured("browser test screenshots", str(shots))
 
 
-def _drive(page, base: str, token: str, shots: Path) -> None:
-    page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
+def test_cost_price_slider_redraws_in_jupyterlab(browser_tools, jupyter_lab, tmp_path, measured):
+    base, token, log = jupyter_lab
+    t0 = time.monotonic()
+    try:
+        shots = _in_browser(browser_tools, tmp_path, lambda page, shots: _drive_cost(page, base, token, shots))
+    except Exception:
+        print(f"jupyter log tail:\n{_log_tail(log)}")
+        raise
+    elapsed = time.monotonic() - t0
+    measured("browser test: JupyterLab + Chromium, 06_cost_per_million run and price slider moved",
+             f"{elapsed:.0f} s")
+    measured("browser test screenshots (06)", str(shots))
+
+
+def _run_all(page, base: str, token: str, notebook: str, timeout_ms: int):
+    """Open ``notebook``, wait for its kernel, Run All Cells, wait until every cell ran and
+    check that none failed; returns the notebook panel."""
+    page.goto(f"{base}/lab/tree/{notebook}?token={token}")
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
     panel.locator(".jp-Cell").first.wait_for(timeout=120_000)
     # The kernel is connected and idle once the status bar reads "Python 3 (ipykernel) | Idle"
@@ -224,13 +252,18 @@ def _drive(page, base: str, token: str, shots: Path) -> None:
                 return prompts.length > 0 && !prompts.some(t => t.includes('*'))
                        && ind && ind.dataset.status === 'idle'
                        && (failed || prompts.every(t => /\\d/.test(t)));
-            }""", timeout=150_000, polling=500)
+            }""", timeout=timeout_ms, polling=500)
     except Exception as e:
         raise AssertionError(f"Run All Cells did not finish; prompts: {_prompts(page)}") from e
     prompts = _prompts(page)
     errors = panel.locator(".jp-OutputArea-output").filter(has_text="Traceback")
     assert errors.count() == 0, errors.first.inner_text()[-3000:]
     assert all(any(ch.isdigit() for ch in t) for t in prompts), f"cells left unexecuted: {prompts}"
+    return panel
+
+
+def _drive(page, base: str, token: str, shots: Path) -> None:
+    panel = _run_all(page, base, token, NOTEBOOK, 150_000)
 
     # The interact widget built by bertg4.widgets.batch_size_slider: a "batch size" slider
     # above an output that holds the latency/throughput figure and the chosen record.
@@ -275,6 +308,54 @@ def _drive(page, base: str, token: str, shots: Path) -> None:
     assert f"batch {sizes[-2]}:" in text_after and text_after != text_before, text_after
     assert figure.evaluate("img => img.naturalWidth") > 100
     cell.screenshot(path=str(shots / "01_deploy_slider_after.png"))
+
+
+def _drive_cost(page, base: str, token: str, shots: Path) -> None:
+    # The smoke sweep of 06 measures a few dozen points: minutes on a busy 2-core machine.
+    panel = _run_all(page, base, token, COST_NOTEBOOK, 600_000)
+
+    # The interact widget built by bertg4.widgets.service_cost_slider: price, p99 target and
+    # arrival-rate sliders above an output with the figure and the costs it printed.
+    label = "$/hour (this machine)"
+    interact = panel.locator(".widget-interact").filter(has=page.locator(".widget-label", has_text=label))
+    assert interact.count() == 1, f"{interact.count()} price widgets"
+    slider = interact.locator(".widget-slider").filter(has=page.locator(".widget-label", has_text=label))
+    readout = slider.locator(".widget-readout")
+    figure = interact.locator(".widget-output img")
+    printed = interact.locator(".widget-output").filter(has_text="your price")
+    figure.wait_for()
+    printed.wait_for()
+    # The notebook's assertion cell set the price to twice PRICE_PER_HOUR.
+    before = float(readout.inner_text().strip())
+    text_before = printed.inner_text()
+    src_before = figure.get_attribute("src")
+    assert f"this machine at ${before:g}/hour" in text_before, text_before
+    cell = panel.locator(".jp-Cell").filter(has=page.locator(".widget-interact .widget-label", has_text=label))
+    cell.scroll_into_view_if_needed()
+    cell.screenshot(path=str(shots / "06_cost_slider_before.png"))
+
+    # One step down (0.01 $/hour) with the keyboard.
+    after = round(before - 0.01, 2)
+    handle = slider.locator(".noUi-handle").first
+    handle.focus()
+    handle.press("ArrowLeft")
+    page.wait_for_function("([el, v]) => el.textContent.trim() === v",
+                           arg=[readout.element_handle(), f"{after:.2f}"], timeout=30_000)
+    # The kernel reruns the cost and the simulation: a new figure and the new price's costs.
+    page.wait_for_function(
+        """([root, before, want]) => {
+            const img = root.querySelector('.widget-output img');
+            return img && img.complete && img.src !== before
+                   && root.querySelector('.widget-output').textContent.includes(want);
+        }""",
+        arg=[interact.element_handle(), src_before, f"this machine at ${after:g}/hour"], timeout=120_000)
+    src_after = figure.get_attribute("src")
+    text_after = printed.inner_text()
+    assert src_after and src_after.startswith("data:image/png") and src_after != src_before
+    assert f"this machine at ${after:g}/hour" in text_after and text_after != text_before, text_after
+    assert "full load, batch 128 (the article's): $" in text_after
+    assert figure.evaluate("img => img.naturalWidth") > 100
+    cell.screenshot(path=str(shots / "06_cost_slider_after.png"))
 
 
 def _batch_sizes(page) -> list[int]:

@@ -9,8 +9,8 @@ from bertg4 import cost as C
 SUBLINEAR = {1: 1e-3, 8: 2e-3, 32: 4e-3}
 
 
-def _record(device_name, seq_per_s, batch=128, seq=128, status="ok", **extra):
-    return {"engine": "pt", "recipe": "baseline", "model": "bert_12_768_12", "dtype": "float16",
+def _record(device_name, seq_per_s, batch=128, seq=128, status="ok", recipe="baseline", **extra):
+    return {"engine": "pt", "recipe": recipe, "model": "bert_12_768_12", "dtype": "float16",
             "device_name": device_name, "batch_size": batch, "seq_length": seq,
             "sequences_per_s": seq_per_s, "latency_ms_mean": batch / seq_per_s * 1e3,
             "status": status, **extra}
@@ -57,39 +57,119 @@ def test_user_prices():
 
 
 def test_cost_table_flags_hardware_and_skips_failed_records():
-    records = [_record("Tesla T4", 730.5), _record("NVIDIA H100 80GB HBM3", 8725.0),
-               _record("Intel Xeon", 10.0, instance="c5.xlarge"),
+    records = [_record("Tesla T4", 730.5, device="cuda"), _record("NVIDIA H100 80GB HBM3", 8725.0, device="cuda"),
+               _record("Intel Xeon", 10.0, instance="c5.xlarge", device="cpu"),
                {"engine": "pt", "recipe": "fp16", "status": "not applicable"}]
     rows = C.cost_table(records, ["g4dn.xlarge", "p5.4xlarge", "c5.xlarge@2020", "g6.xlarge=0.5"])
     assert len(rows) == 3 * 4
     by = {(r["measured_on"], r["instance"]): r for r in rows}
     t4 = by[("Tesla T4", "g4dn.xlarge")]
-    assert t4["dollars_per_million"] == pytest.approx(0.2, abs=5e-4) and not t4["hypothetical"]
-    assert by[("Tesla T4", "p5.4xlarge")]["hypothetical"]
-    assert not by[("NVIDIA H100 80GB HBM3", "p5.4xlarge")]["hypothetical"]
-    assert by[("NVIDIA H100 80GB HBM3", "g4dn.xlarge")]["hypothetical"]
-    assert not by[("Intel Xeon", "c5.xlarge@2020")]["hypothetical"]  # the record names its instance
+    assert t4["dollars_per_million"] == pytest.approx(0.2, abs=5e-4)
+    assert (t4["kind"], t4["hypothetical"]) == ("measured", False)
+    assert by[("Tesla T4", "p5.4xlarge")]["kind"] == "hypothetical"
+    assert by[("NVIDIA H100 80GB HBM3", "p5.4xlarge")]["kind"] == "measured"
+    assert by[("NVIDIA H100 80GB HBM3", "g4dn.xlarge")]["kind"] == "hypothetical"
+    assert by[("Intel Xeon", "c5.xlarge@2020")]["kind"] == "measured"  # the record names its instance
     assert by[("Intel Xeon", "g6.xlarge")]["price_per_hour"] == 0.5
-    assert all(r["kind"] == "measured" for r in rows)
+    assert all(r["hypothetical"] == (r["kind"] == "hypothetical") for r in rows)
+    assert sum(r["kind"] == "measured" for r in rows) == 3
+    only = C.cost_table(records, ["g4dn.xlarge", "p5.4xlarge", "c5.xlarge@2020"], hypothetical=False)
+    assert sorted((r["measured_on"], r["instance"]) for r in only) == [
+        ("Intel Xeon", "c5.xlarge@2020"), ("NVIDIA H100 80GB HBM3", "p5.4xlarge"), ("Tesla T4", "g4dn.xlarge")]
     with pytest.raises(ValueError, match="no sequences_per_s"):
         C.cost_table([{"engine": "pt", "status": "ok"}], ["g4dn.xlarge"])
 
 
-def test_reference_rows_are_labelled_and_kept_apart():
-    assert {(r["instance"], r["dollars_per_million"]) for r in C.ARTICLE_REFERENCE} == {
-        ("g4dn.xlarge@2020", 0.20), ("c5.xlarge@2020", 3.31)}
-    assert all(r["kind"] == "reference" and r["source"] == C.ARTICLE_SOURCE for r in C.ARTICLE_REFERENCE)
-    rows = C.cost_table([_record("Tesla T4", 730.5)], ["g4dn.xlarge"])
-    table = C.cost_markdown(rows)
-    lines = [ln for ln in table.splitlines() if ln.startswith("| ")]
-    assert len(lines) == 1 + 1 + 2  # header, one measured row, two reference rows
-    assert lines[1].startswith("| measured | g4dn.xlarge |") and "0.200" in lines[1]
-    assert all(ln.startswith("| article (reference) |") for ln in lines[2:])
-    assert "3.310" in table and C.ARTICLE_SOURCE in table
-    hyp = C.cost_markdown(C.cost_table([_record("Intel Xeon", 20.0)], ["g4dn.xlarge"]), reference=())
-    assert "hypothetical" in hyp
-    with pytest.raises(ValueError, match="reference rows"):
-        C.cost_markdown(list(C.ARTICLE_REFERENCE))
+@pytest.mark.parametrize("device_name, device, instance, same", [
+    ("Tesla T4", "cuda", "g4dn.xlarge", True),
+    ("Tesla T4", "cuda", "g4dn.xlarge@2020", True),
+    ("NVIDIA L4", "cuda:0", "g6.xlarge", True),
+    ("NVIDIA L40S", "cuda", "g6.xlarge", False),          # an L40S is not an L4
+    ("NVIDIA A10", "cuda", "g5.xlarge", False),           # an A10 is not an A10G
+    ("NVIDIA A10G", "cuda", "g5.xlarge", True),
+    ("NVIDIA H100 PCIe", "cuda", "p5.4xlarge", False),    # a p5's H100 is the SXM part
+    ("NVIDIA H100 NVL", "cuda", "p5.4xlarge", False),
+    ("Tesla T4", "cpu", "g4dn.xlarge", False),            # a CPU record is never a GPU instance's
+    ("Intel(R) Xeon(R) Platinum 8275CL CPU (4 cores)", "cpu", "c5.xlarge@2020", False),  # a CPU's name is no c5
+    ("Tesla T4", "cuda", "c5.xlarge@2020", False),        # a GPU record is never priced at a CPU instance
+    ("Tesla T4", "cuda", "m5.xlarge@2020", False),
+])
+def test_same_hardware_is_strict(device_name, device, instance, same):
+    assert C.same_hardware({"device_name": device_name, "device": device}, C.instance(instance)) is same
+
+
+def test_named_instance_and_this_machine():
+    t4_on_g6 = {"device_name": "Tesla T4", "device": "cuda", "instance": "g6.xlarge"}
+    assert not C.same_hardware(t4_on_g6, C.instance("g4dn.xlarge"))  # the record's own word wins
+    assert C.same_hardware(t4_on_g6, C.instance("g6.xlarge"))
+    here = C.this_machine(0.4, host="box-1")
+    assert (here.name, here.price_per_hour, here.host, here.gpu) == ("this-machine", 0.4, "box-1", None)
+    gpu = _record("Tesla T4", 700.0, device="cuda", host="box-1")
+    cpu = _record("Intel Xeon", 20.0, device="cpu", host="box-1")  # the same machine's CPU: the same price
+    other = _record("Intel Xeon", 20.0, device="cpu", host="box-2")
+    rows = C.cost_table([gpu, cpu, other], [here])
+    assert [r["kind"] for r in rows] == ["measured", "measured", "hypothetical"]
+    assert rows[0]["dollars_per_million"] == pytest.approx(0.4 / (700.0 * 3600) * 1e6)
+    import platform
+    parsed = C.parse_instance("this-machine=0.25")
+    assert (parsed.host, parsed.price_per_hour) == (platform.node(), 0.25)
+    with pytest.raises(ValueError, match="this-machine"):
+        C.parse_instance("this-machine=-1")
+    with pytest.raises(ValueError, match="host"):
+        C.this_machine(1.0, host="")
+
+
+def test_batch_points_price_batch_128_beside_the_cheapest():
+    here = C.this_machine(1.0, host="box")
+    recs = [_record("Tesla T4", s, batch=b, device="cuda", host="box")
+            for b, s in ((1, 100.0), (128, 700.0), (300, 750.0))]
+    pts = C.batch_points(C.cost_table(recs, [here, "g4dn.xlarge"]))
+    assert [(r["instance"], r["batch_size"], r["point"]) for r in pts] == [
+        ("this-machine", 128, "batch 128 (the article's)"), ("this-machine", 300, "cheapest batch"),
+        ("g4dn.xlarge", 128, "batch 128 (the article's)"), ("g4dn.xlarge", 300, "cheapest batch")]
+    assert pts[0]["dollars_per_million"] > pts[1]["dollars_per_million"]
+    one = C.batch_points(C.cost_table(recs[:2], [here]))
+    assert [(r["batch_size"], r["point"]) for r in one] == [(128, "batch 128 (the article's); cheapest")]
+    missing = C.batch_points(C.cost_table(recs[:1], [here]))
+    assert missing[0]["dollars_per_million"] is None and missing[0]["point"].endswith("not measured (measured: 1)")
+    assert missing[1]["batch_size"] == 1 and missing[1]["point"] == "cheapest batch"
+    assert "| not measured |" in C.cost_markdown(missing, reference=())
+    with pytest.raises(ValueError, match="reference"):
+        C.batch_points(list(C.ARTICLE_REFERENCE))
+
+
+def test_markdown_keeps_hypothetical_prices_in_their_own_table():
+    here = C.this_machine(1.0, host="box")
+    recs = [_record("Intel Xeon", 20.0, device="cpu", host="box", recipe="int8")]
+    md = C.cost_markdown(C.cost_table(recs, [here, "c5.xlarge@2020"]))
+    measured, rest = md.split("**Hypothetical, not measured**")
+    hypothetical, reference = rest.split("**The article's figures**")
+    assert "| measured | fixed shape | this-machine |" in measured and "c5.xlarge@2020" not in measured
+    assert "| hypothetical | fixed shape | c5.xlarge@2020 |" in hypothetical and "this-machine" not in hypothetical
+    assert reference.count("| article (reference) |") == 2 and "| 3.310 |" in reference
+    none = C.cost_markdown(C.cost_table(recs, ["g4dn.xlarge"]), reference=())
+    assert "None: no record here ran on the hardware" in none and "| hypothetical |" in none
+    assert "The article's figures" not in none
+    with pytest.raises(ValueError, match="reference"):
+        C.cost_markdown([], reference=C.cost_table(recs, [here]))
+
+
+def test_real_traffic_records_are_priced_beside_fixed_shapes():
+    here = C.this_machine(1.0, host="box")
+    fixed = _record("Tesla T4", 700.0, device="cuda", host="box")
+    real = _record("Tesla T4", 2600.0, device="cuda", host="box", traffic="sst2-dev", padding="bucket",
+                   sentences_per_s=2600.0, tokens_per_s=62400.0, padding_waste=1.08)
+    rows = C.cost_table([fixed, real], [here])
+    assert [r["workload"] for r in rows] == ["fixed shape", "real traffic"]
+    assert rows[1]["dollars_per_million"] == pytest.approx(1.0 / (2600.0 * 3600) * 1e6)
+    assert (rows[1]["padding"], rows[1]["tokens_per_s"], rows[1]["padding_waste"]) == ("bucket", 62400.0, 1.08)
+    md = C.cost_markdown(rows, reference=())
+    assert "| padding | sentences/s | tokens/s | computed / real tokens |" in md
+    line = next(ln for ln in md.splitlines() if "| real traffic (sst2-dev) |" in ln and ln.startswith("| measured"))
+    assert "| bucket | 2600.0 | 62400 | 1.08× |" in line
+    cells = next(ln for ln in md.splitlines() if "fixed shape" in ln).split(" | ")
+    assert cells[4] == "—" and cells[9:13] == ["—"] * 4  # this machine's GPU column; no traffic fields
+    assert len(C.batch_points(rows)) == 2  # one group each: real traffic is never merged with fixed shapes
 
 
 # --- latency curve and simulator -------------------------------------------------------
@@ -189,21 +269,72 @@ def test_plots_return_figures():
                          _record("Tesla T4", 1500.0, seq=64)], ["g4dn.xlarge", "g5.xlarge"])
     fig = plots.cost_per_million_bars(rows + list(C.ARTICLE_REFERENCE))
     ax = fig.axes[0]
-    # seq 128: 2 measured instances + 2 references; seq 64: 2 measured instances
-    assert len(ax.patches) == 6
+    # seq 128: g4dn.xlarge (measured on its T4) + 2 references; seq 64: g4dn.xlarge. The T4's
+    # throughput at g5.xlarge's price (3 hypothetical rows) is not drawn, and the title says so.
+    assert len(ax.patches) == 4
     assert sum(bool(p.get_hatch()) for p in ax.patches) == 2
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["article (reference)"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["article (reference, 2020)"]
     heights = sorted(round(p.get_height(), 3) for p in ax.patches)
     assert 0.2 in heights and 3.31 in heights
+    assert round(C.cost_per_million(1.006, 730.5), 3) not in heights
+    title = ax.get_title()
+    assert "measured on Tesla T4" in title and "3 hypothetical prices" in title
+    assert not any(t.get_gid() == plots.NOISE_GID for t in fig.texts)
+    plt.close(fig)
+    hyp_only = [r for r in rows if r["kind"] == "hypothetical"]
+    with pytest.raises(ValueError, match="hypothetical"):
+        plots.cost_per_million_bars(hyp_only)
+    fig = plots.cost_per_million_bars(hyp_only + list(C.ARTICLE_REFERENCE), noisy="smoke sizes")
+    assert len(fig.axes[0].patches) == 2 and "article's figures only" in fig.axes[0].get_title()
+    assert any(t.get_gid() == plots.NOISE_GID and "smoke sizes" in t.get_text() for t in fig.texts)
     plt.close(fig)
 
-    slo = (C.slo_cost(SUBLINEAR, "g4dn.xlarge", [0.003, 0.02], settings=[(8, 0.0), (32, 0.0)])
-           + C.slo_cost(SUBLINEAR, "g5.xlarge", [0.003, 0.02], settings=[(8, 0.0)]))
+    t4 = {"device_name": "Tesla T4", "device": "cuda"}
+    slo = (C.slo_cost(SUBLINEAR, "g4dn.xlarge", [0.003, 0.02], settings=[(8, 0.0), (32, 0.0)], measured_on=t4)
+           + C.slo_cost(SUBLINEAR, "g5.xlarge", [0.003, 0.02], settings=[(8, 0.0)], measured_on=t4))
+    assert [r["hypothetical"] for r in slo] == [False, False, True, True]
+    assert all(r["measured_on"] == "Tesla T4" for r in slo)
     fig = plots.cost_vs_latency_target(slo)
-    lines = fig.axes[0].get_lines()
-    assert [ln.get_label() for ln in lines] == ["g4dn.xlarge", "g5.xlarge"]
+    measured_ax, hypothetical_ax = fig.axes  # the T4 curve at an A10G's price: a panel of its own
+    assert [ln.get_label() for ln in measured_ax.get_lines()] == ["g4dn.xlarge (curve measured on Tesla T4)"]
+    assert [ln.get_label() for ln in hypothetical_ax.get_lines()] == ["g5.xlarge (curve measured on Tesla T4)"]
+    assert "hypothetical" in hypothetical_ax.get_title()
+    lines = measured_ax.get_lines() + hypothetical_ax.get_lines()
     assert all(len(ln.get_xdata()) == 2 for ln in lines)
     assert not any(math.isnan(y) for ln in lines for y in ln.get_ydata())
     plt.close(fig)
     with pytest.raises(ValueError):
         plots.cost_per_million_bars([])
+
+
+def test_cost_at_rate_pays_for_idle_time():
+    res = C.cost_at_rate(SUBLINEAR, 3.6, rate=100.0, max_batch=8, n_requests=2000)
+    assert res["stable"] and res["dollars_per_million"] == pytest.approx(3.6 / (100.0 * 3600) * 1e6)
+    assert res["latency_s_p99"] >= 1e-3
+    assert C.cost_at_rate(SUBLINEAR, 3.6, rate=5000.0, max_batch=8, n_requests=2000)["dollars_per_million"] is None
+
+
+def test_service_cost_is_a_pure_function_of_price_target_and_rate():
+    import matplotlib
+    matplotlib.use("Agg")
+    from bertg4 import widgets as W
+    recs = [{**_record("Tesla T4", b / t, batch=b, device="cuda", host="box"), "latency_ms_mean": 1e3 * t,
+             "iterations": 20} for b, t in ((1, 1e-3), (8, 2e-3), (128, 16e-3))]
+    r0 = W.service_cost(recs, 1.0, 5.0, 1000.0, n_requests=2000)
+    assert r0 == W.service_cost(recs, 1.0, 5.0, 1000.0, n_requests=2000)
+    assert r0["measured_on"] == "Tesla T4" and r0["host"] == "box"
+    assert r0["dollars_per_million_batch128"] == pytest.approx(C.cost_per_million(1.0, 128 / 16e-3))
+    assert r0["cheapest_batch"] == 128 and r0["meets_target"] and r0["p99_ms_at_rate"] <= 5.0
+    assert r0["dollars_per_million_at_rate"] == pytest.approx(C.cost_per_million(1.0, 1000.0))
+    r1 = W.service_cost(recs, 2.0, 5.0, 1000.0, n_requests=2000)
+    assert r1["dollars_per_million_at_target"] == pytest.approx(2 * r0["dollars_per_million_at_target"])
+    assert r1["max_rate_per_s"] == r0["max_rate_per_s"]
+    loose = W.service_cost(recs, 1.0, 50.0, 1000.0, n_requests=2000)
+    assert loose["max_rate_per_s"] >= r0["max_rate_per_s"]
+    over = W.service_cost(recs, 1.0, 5.0, 9000.0, n_requests=2000)  # beyond 128 / 16 ms = 8000/s
+    assert not over["stable"] and over["dollars_per_million_at_rate"] is None and not over["meets_target"]
+    with pytest.raises(ValueError, match="one machine"):
+        W.service_cost(recs + [{**recs[0], "host": "other", "batch_size": 2}], 1.0, 5.0, 100.0)
+    fig = W.service_cost_figure(r0, noisy="smoke sizes")
+    assert "measured on Tesla T4" in fig._suptitle.get_text()
+    assert any(t.get_gid() == "timing-noise" for t in fig.texts)

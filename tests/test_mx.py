@@ -369,3 +369,29 @@ def test_mha_interleave_ignores_graphs_without_gluonnlps_qkv_layout(mx, tmp_path
     params = {k.split(":", 1)[1]: v.asnumpy() for k, v in mx.nd.load(os.path.join(folder, "model-0000.params")).items()}
     _, _, report = graph_pass.apply(graph, params)
     assert report["qkv_prearranged"] == 0 and report["bias_gelu_split"] == TINY.num_layers
+
+
+@needs_mxnet
+def test_longest_runs_one_static_executor_per_length_bucket_with_fixed_outputs(embedded, sst2_dev, tmp_path):
+    """Length buckets 16/32/64 at seq 64: the outputs ``fixed`` gives on every row (fp32, CPU),
+    for the built model and for its export reloaded."""
+    from bertg4.mx.engine import length_buckets, load_exported
+    texts = sst2_dev.first[:37] + ["a", "ok then", "word " * 80]  # length 3, 4 and a truncated row
+    p = bertg4.load(task="SST", engine="mx", checkpoint=embedded, seq_length=64)
+    assert length_buckets(64) == (16, 32, 64) and length_buckets(48) == (16, 32, 48)
+    assert [p.padded_length(n, 64) for n in (1, 16, 17, 33, 64)] == [16, 16, 32, 64, 64]
+    assert p.padded_length(40, 48) == 48 and p.padded_length(5, 12) == 12
+    batch = p.featurize(texts)
+    fixed = p.infer(batch, 8, padding="fixed")
+    fixed_waste = p.last_infer_stats["padding_waste"]
+    longest = p.infer(batch, 8, padding="longest")
+    assert np.abs(longest - fixed).max() < 1e-5
+    assert (longest.argmax(-1) == fixed.argmax(-1)).all()
+    assert set(p._executors) == {16, 32, 64}  # one executor per bucket used, fixed's included
+    assert p.last_infer_stats["padding_waste"] < fixed_waste
+    assert p.default_padding == "longest"
+    with pytest.raises(NotApplicable, match="MXNet 1.9"):
+        p.infer(batch, 8, padding="packed")
+    p.export(str(tmp_path / "exp"))
+    again = load_exported(str(tmp_path / "exp"))
+    assert np.abs(again.infer(batch, 8, padding="longest") - fixed).max() < 1e-5

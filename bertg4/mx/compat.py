@@ -41,6 +41,7 @@ def numpy_shim(np_module=None) -> bool:
 def import_mxnet():
     """``(mxnet, gluonnlp)``, imported after :func:`numpy_shim`; a clear error when absent."""
     numpy_shim()
+    import torch  # noqa: F401  torch's CUDA libraries (libnccl.so.2) load first: environment.yml
     try:
         mx = importlib.import_module("mxnet")
         nlp = importlib.import_module("gluonnlp")

@@ -3,6 +3,15 @@
 Inputs are GluonNLP's three tensors -- ``input_ids`` and ``token_types``
 ``(batch, seq)`` and ``valid_length`` ``(batch,)`` -- so the attention mask is
 derived inside the graph from one integer per row, never passed as a float mask.
+
+**Packed** (no padding in the token-wise layers): every task module also has
+``forward_packed(input_ids, token_types, valid_length, token_index)``, where
+``token_index`` ``(total_tokens,)`` says where each valid token sits in the flattened
+``(batch, seq)`` grid (row-major, rows in order; FasterTransformer's "effective
+transformer"). Embeddings (positions restart per row), every Linear, bias+GELU,
+LayerNorm and residual run on ``(total_tokens, hidden)``; attention re-pads per sequence
+(see :mod:`bertg4.pt.attention`). :class:`Packed` makes that method a module's forward,
+sharing the weights, for tracing, export and CUDA graphs.
 """
 from __future__ import annotations
 
@@ -14,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import BertConfig
-from .attention import ATTENTION, train_dropout as _drop
+from .attention import ATTENTION, grid_map, train_dropout as _drop
 from .numerics import LayerNorm
 
 
@@ -29,14 +38,15 @@ class Layer(nn.Module):
                  dropout: float = 0.0, attention_dropout: float = 0.0):
         super().__init__()
         h, i, eps = cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps
-        self.attn = ATTENTION[attention](h, cfg.num_heads, safe, attention_dropout)
+        self.attn = ATTENTION[attention](h, cfg.num_heads, safe, attention_dropout,
+                                         max_len=cfg.max_position_embeddings)
         self.attn_ln = LayerNorm(h, eps, safe)
         self.ffn1, self.ffn2 = nn.Linear(h, i), nn.Linear(i, h)
         self.ffn_ln = LayerNorm(h, eps, safe)
         self.dropout = dropout
 
-    def forward(self, x, valid_length, key_mask):
-        x = self.attn_ln(x + _drop(self, self.attn(x, valid_length, key_mask), self.dropout))
+    def forward(self, x, valid_length, key_mask, pack=None):
+        x = self.attn_ln(x + _drop(self, self.attn(x, valid_length, key_mask, pack), self.dropout))
         return self.ffn_ln(x + _drop(self, self.ffn2(F.gelu(self.ffn1(x))), self.dropout))
 
 
@@ -93,6 +103,29 @@ class Bert(nn.Module):
             return hidden, pooled
         return x, pooled
 
+    def forward_packed(self, input_ids, token_types, valid_length, token_index):
+        """Packed: ``(tokens, hidden)`` sequence output (rows' tokens in order) and pooled [CLS]."""
+        rows, length = input_ids.shape[0], input_ids.shape[1]
+        positions = token_index % length
+        x = self.word_embed(input_ids.reshape(-1).index_select(0, token_index)) \
+            + self.token_type_embed(token_types.reshape(-1).index_select(0, token_index)) \
+            + self.position_embed(positions)
+        x = self.embed_ln(x)
+        if self.seq_first:  # the interleaved attention's grid is (seq, batch)
+            index = positions * rows + token_index // length
+            pack = (index, length, rows, grid_map(index, rows * length))
+            key_mask = None
+        else:
+            pack = (token_index, rows, length, grid_map(token_index, rows * length))
+            key_mask = torch.arange(length, device=input_ids.device)[None, :] < valid_length[:, None]
+        for layer in self.layers:
+            x = layer(x, valid_length, key_mask, pack)
+        pooled = None
+        if self.pooler is not None:  # each row's [CLS] is its first token
+            starts = torch.cumsum(valid_length, 0) - valid_length
+            pooled = torch.tanh(self.pooler(x.index_select(0, starts)))
+        return x, pooled
+
 
 class ForClassification(nn.Module):
     """Pooled [CLS] -> (dropout) -> Linear -> logits ``(batch, num_labels)`` (GluonNLP's
@@ -108,6 +141,9 @@ class ForClassification(nn.Module):
         pooled = self.bert(input_ids, token_types, valid_length)[1]
         return self.classifier(_drop(self, pooled, self.dropout))
 
+    def forward_packed(self, input_ids, token_types, valid_length, token_index):
+        return self.classifier(self.bert.forward_packed(input_ids, token_types, valid_length, token_index)[1])
+
 
 class ForQuestionAnswering(nn.Module):
     """Sequence output -> Linear(2): start/end logits ``(batch, seq, 2)`` (GluonNLP's BertForQA)."""
@@ -120,6 +156,10 @@ class ForQuestionAnswering(nn.Module):
     def forward(self, input_ids, token_types, valid_length):
         return self.qa_outputs(self.bert(input_ids, token_types, valid_length)[0])
 
+    def forward_packed(self, input_ids, token_types, valid_length, token_index):
+        """Start/end logits of the valid tokens only, ``(tokens, 2)``."""
+        return self.qa_outputs(self.bert.forward_packed(input_ids, token_types, valid_length, token_index)[0])
+
 
 class ForEmbedding(nn.Module):
     """Mean of the valid tokens' outputs, L2-normalised (sentence-transformers' pooling)."""
@@ -129,10 +169,33 @@ class ForEmbedding(nn.Module):
         self.bert = Bert(cfg, pooler=False, **options)
 
     def forward(self, input_ids, token_types, valid_length):
-        seq = self.bert(input_ids, token_types, valid_length)[0]
-        mask = (torch.arange(seq.shape[1], device=seq.device)[None, :] < valid_length[:, None]).to(seq.dtype)
-        mean = (seq * mask[..., None]).sum(1) / valid_length[:, None].to(seq.dtype)
+        return self.pool(self.bert(input_ids, token_types, valid_length)[0], valid_length)
+
+    def forward_packed(self, input_ids, token_types, valid_length, token_index):
+        """The same pooling as :meth:`forward` on the tokens put back in their grid (zeros elsewhere)."""
+        tokens = self.bert.forward_packed(input_ids, token_types, valid_length, token_index)[0]
+        rows, length = input_ids.shape[0], input_ids.shape[1]
+        grid = tokens.new_zeros(rows * length, tokens.shape[-1]).index_copy(0, token_index, tokens)
+        return self.pool(grid.view(rows, length, -1), valid_length)
+
+    @staticmethod
+    def pool(seq, valid_length):
+        keep = torch.arange(seq.shape[1], device=seq.device)[None, :, None] < valid_length[:, None, None]
+        mean = torch.where(keep, seq, 0).sum(1) / valid_length[:, None].to(seq.dtype)
         return F.normalize(mean, p=2.0, dim=-1)
+
+
+class Packed(nn.Module):
+    """``module.forward_packed`` as a forward, on the same weights (``module`` is shared)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        if not hasattr(module, "forward_packed"):
+            raise TypeError(f"{type(module).__name__} has no packed forward")
+        self.inner = module
+
+    def forward(self, input_ids, token_types, valid_length, token_index):
+        return self.inner.forward_packed(input_ids, token_types, valid_length, token_index)
 
 
 class ForEncoding(nn.Module):

@@ -21,15 +21,29 @@ import torch.fx
 import torch.nn.functional as F
 
 
-def fp16_sum(x: torch.Tensor, dim: int = -1, keepdim: bool = False) -> torch.Tensor:
-    """Sum along ``dim`` with an fp16 accumulator: pairwise adds, each result rounded to fp16."""
+def fp16_sum(x: torch.Tensor, dim: int = -1, keepdim: bool = False,
+             max_width: int | None = None) -> torch.Tensor:
+    """Sum along ``dim`` with an fp16 accumulator: pairwise adds, each result rounded to fp16.
+
+    The tree's width is the next power of two of the length. A length that is symbolic
+    (``torch.export`` with a dynamic sequence length) has no such number while tracing, so
+    the tree is then as wide as the next power of two of ``max_width`` (the longest
+    sequence): the extra leaves are zeros, and adding an exact fp16 zero changes no partial
+    sum, so both widths give the same bits.
+    """
     if x.dtype != torch.float16:
         raise TypeError(f"fp16_sum takes float16 input, got {x.dtype}")
     x = x.movedim(dim, -1)
     n = x.shape[-1]
-    width = 1 << max(0, (n - 1).bit_length())
-    if width != n:
-        x = F.pad(x, (0, width - n))
+    if isinstance(n, int):
+        width = 1 << max(0, (n - 1).bit_length())
+        if width != n:
+            x = F.pad(x, (0, width - n))
+    else:  # no comparison with n: it would specialize the traced length
+        if max_width is None:
+            raise ValueError("fp16_sum over a symbolic length needs max_width")
+        torch._check(n <= max_width)
+        x = F.pad(x, (0, (1 << max(0, (max_width - 1).bit_length())) - n))
     while x.shape[-1] > 1:
         x = x[..., 0::2] + x[..., 1::2]  # each add is an fp16 op: its result is rounded to fp16
     out = x[..., 0]
@@ -47,12 +61,13 @@ def layer_norm(x, weight, bias, eps: float, safe: bool = True) -> torch.Tensor:
     return diff * torch.rsqrt(var + eps) * weight + bias
 
 
-def softmax(x: torch.Tensor, dim: int = -1, safe: bool = True) -> torch.Tensor:
-    """Softmax; ``safe=False`` with fp16 input sums the exponentials in fp16."""
+def softmax(x: torch.Tensor, dim: int = -1, safe: bool = True, max_width: int = 512) -> torch.Tensor:
+    """Softmax; ``safe=False`` with fp16 input sums the exponentials in fp16 (over at most
+    ``max_width`` keys when the length is symbolic, see :func:`fp16_sum`)."""
     if safe or x.dtype != torch.float16:
         return torch.softmax(x, dim=dim)
     e = torch.exp(x - x.amax(dim=dim, keepdim=True))
-    return e / fp16_sum(e, dim=dim, keepdim=True)
+    return e / fp16_sum(e, dim=dim, keepdim=True, max_width=max_width)
 
 
 # one node each in a torch.fx graph (their precision branch is not traced through)

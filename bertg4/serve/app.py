@@ -1,0 +1,276 @@
+"""The Ray Serve application: a replica holding a :class:`~bertg4.predictor.Predictor`
+behind an Open Inference Protocol (KServe v2 REST) ingress, with dynamic batching.
+
+Ray Serve does the serving: the HTTP proxy, routing, replicas, autoscaling and the
+bounded queues (``max_ongoing_requests`` per replica, ``max_queued_requests`` in front of
+them: past both the proxy answers 503) are its own; ``@serve.batch`` groups concurrent
+requests into one model batch, counting texts (``batch_size_fn``) so that one batch never
+holds more than ``max_batch_size`` rows. This module only says what a replica does with
+a batch (:func:`answer`) and which routes it serves.
+
+The model call runs on the replica's event loop: while a batch computes, requests queue,
+and the next batch takes every request that arrived meanwhile (up to ``max_batch_size``)
+-- the dynamic batching that :func:`bertg4.cost.simulate` models. Every answer carries
+headers with what happened inside the replica (``x-bertg4-batch-size``: requests in its
+batch, ``x-bertg4-service-ms``: the batch's compute time, ``x-bertg4-replica-ms``: the
+request's time from entering the batch queue to its result, ``x-bertg4-node`` and
+``x-bertg4-replica``): the load generator builds its service-time curve from them.
+"""
+# no `from __future__ import annotations` here: FastAPI reads the routes' annotations at run time
+
+import dataclasses
+import json
+import os
+import time
+import warnings
+
+import numpy as np
+
+from .protocol import Limits, ProtocolError, check_body_size, metadata, parse_infer, response
+
+#: everything a replica needs to build its predictor and batch (all JSON-serialisable)
+DEFAULTS = {"name": "bert", "model": "embedded", "task": "SST", "engine": "pt", "recipe": "baseline",
+            "dtype": None, "device": "cpu", "seq_length": 128, "vocab": None, "config": None, "seed": 0,
+            "exported_model": None, "padding": None, "threads": None,
+            "max_batch_size": 8, "batch_wait_ms": 10.0,
+            "max_texts": Limits.max_texts, "max_chars": Limits.max_chars,
+            "max_body_bytes": Limits.max_body_bytes}
+
+
+def load_predictor(spec: dict):
+    """The predictor a spec names: ``bertg4.load`` arguments, or an export directory."""
+    if spec.get("exported_model"):
+        from ..deploy import _load_exported
+        from ..exported import MANIFEST
+        path = spec["exported_model"]
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: not a bertg4 export directory (it does not exist)")
+        manifest = os.path.join(path if os.path.isdir(path) else os.path.dirname(path), MANIFEST)
+        if not os.path.isfile(manifest):
+            raise FileNotFoundError(f"{path}: no {MANIFEST}; not a bertg4 export directory")
+        with open(manifest, encoding="utf-8") as f:
+            engine = json.load(f).get("engine")
+        return _load_exported(engine, path, spec.get("device") or "cpu")
+    from ..api import load
+    return load(spec["model"], task=spec["task"], engine=spec["engine"], recipe=spec["recipe"],
+                device=spec["device"], seq_length=spec["seq_length"], dtype=spec.get("dtype"),
+                config=spec.get("config"), vocab=spec.get("vocab"), seed=spec.get("seed", 0))
+
+
+def _raw_outputs(predictor, batch, padding):
+    """Raw outputs of one formed batch, length-aware (``run_batch``) when the predictor has it."""
+    if hasattr(predictor, "run_batch"):
+        return predictor.run_batch(batch, padding or predictor.default_padding)
+    if padding not in (None, "fixed"):
+        raise ValueError(f"padding {padding!r}: this predictor runs fixed shapes only")
+    return predictor(batch)
+
+
+def answer(predictor, rows: list, padding: str | None = None) -> dict:
+    """Per-task output arrays for ``rows`` (texts, or pairs), computed as ONE batch.
+
+    The same featurizer and post-processing as :meth:`Predictor.predict`: classification
+    ``label`` is its arg-max, ``probabilities`` the softmax of the same logits.
+    """
+    from ..tasks import best_spans
+    from ..text import QAFeatures, TruncationWarning
+    task = predictor.task
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncationWarning)  # reported per row as `truncated`
+        feats = predictor.featurize(rows)
+    if isinstance(feats, QAFeatures):
+        out = _raw_outputs(predictor, feats.batch, padding)
+        spans = best_spans(out, feats)
+        return {"answer": [s["text"] for s in spans], "start_char": [s["start_char"] for s in spans],
+                "end_char": [s["end_char"] for s in spans],
+                "score": np.array([s["score"] for s in spans], dtype=np.float32),
+                "truncated": np.asarray(feats.query_truncated, dtype=bool)}
+    out = np.asarray(_raw_outputs(predictor, feats, padding))
+    truncated = np.asarray(feats.truncated, dtype=bool)
+    if task.kind == "classification":
+        z = out.astype(np.float64)
+        p = np.exp(z - z.max(-1, keepdims=True))
+        return {"label": out.argmax(-1), "probabilities": (p / p.sum(-1, keepdims=True)).astype(np.float32),
+                "truncated": truncated}
+    if task.kind == "regression":
+        return {"score": out[:, 0], "truncated": truncated}
+    return {"embedding": out, "truncated": truncated}
+
+
+def split(result: dict, counts: list[int]) -> list[dict]:
+    """One batch's output arrays cut back into each request's rows."""
+    edges = np.cumsum([0] + counts)
+    return [{k: v[a:b] for k, v in result.items()} for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _answer_or_error(predictor, rows, padding):
+    try:
+        return answer(predictor, rows, padding)
+    except Exception as e:  # noqa: BLE001 - becomes this request's error answer
+        return e
+
+
+def build_deployment():
+    """The ``BertModel`` deployment class (FastAPI ingress), made on first use so that
+    importing :mod:`bertg4.serve` needs neither Ray nor FastAPI."""
+    global _DEPLOYMENT
+    if _DEPLOYMENT is not None:
+        return _DEPLOYMENT
+    import ray
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+    from ray import serve
+
+    api = FastAPI(title="bertg4", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def error(e: ProtocolError):
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @serve.deployment(name="BertModel")
+    @serve.ingress(api)
+    class BertModel:
+        def __init__(self, spec: dict):
+            spec = {**DEFAULTS, **spec}
+            if spec.get("threads"):
+                import torch
+                torch.set_num_threads(int(spec["threads"]))
+            self.spec, self.name = spec, spec["name"]
+            self.limits = Limits(spec["max_texts"], spec["max_chars"], spec["max_body_bytes"])
+            if self.limits.max_texts > spec["max_batch_size"]:
+                self.limits = dataclasses.replace(self.limits, max_texts=int(spec["max_batch_size"]))
+            self.predictor = load_predictor(spec)
+            self.padding = spec.get("padding")
+            self._batched.set_max_batch_size(int(spec["max_batch_size"]))
+            self._batched.set_batch_wait_timeout_s(float(spec["batch_wait_ms"]) / 1e3)
+            self.node = ray.get_runtime_context().get_node_id()
+            ctx = serve.get_replica_context()
+            self.replica = ctx.replica_id.unique_id
+            example = ("a warm-up sentence", "another one") if self.predictor.task.pair else "a warm-up sentence"
+            if self.predictor.task.kind == "qa":
+                example = ("what is warmed up?", "the model is warmed up before serving.")
+            answer(self.predictor, [example] * 2, self.padding)  # first call pays one-off costs here
+            self.meta = metadata(self.name, self.predictor)
+            self.meta["parameters"].update({
+                "engine": self.predictor.engine, "device_name": self.predictor.device_name(),
+                "padding": self.padding or getattr(self.predictor, "default_padding", "fixed"),
+                "max_batch_size": int(spec["max_batch_size"]), "batch_wait_ms": float(spec["batch_wait_ms"]),
+                "max_texts": self.limits.max_texts, "max_chars": self.limits.max_chars,
+                "max_body_bytes": self.limits.max_body_bytes,
+                "spec": {k: spec[k] for k in ("model", "task", "engine", "recipe", "dtype", "device", "seq_length",
+                                              "vocab", "config", "seed", "exported_model", "padding", "threads")}})
+
+        @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01, batch_size_fn=lambda items: sum(map(len, items)))
+        async def _batched(self, items: list) -> list:
+            t0 = time.perf_counter()
+            counts = [len(rows) for rows in items]
+            try:
+                parts = split(answer(self.predictor, [r for rows in items for r in rows], self.padding), counts)
+            except Exception:  # noqa: BLE001 - one request's rows may be at fault: answer each alone
+                parts = [_answer_or_error(self.predictor, rows, self.padding) for rows in items]
+            t1 = time.perf_counter()
+            return [(p, {"service_s": t1 - t0, "start": t0, "batch_size": len(items),
+                         "batch_rows": sum(counts)}) for p in parts]
+
+        def _known(self, name: str):
+            if name != self.name:
+                raise ProtocolError(404, f"unknown model {name!r}; this server serves {self.name!r}")
+
+        @api.get("/v2/health/live")
+        def live(self):
+            return {"live": True}
+
+        @api.get("/v2/health/ready")
+        def ready(self):
+            return {"ready": True}
+
+        @api.get("/v2")
+        def server_metadata(self):
+            return {"name": "bertg4", "version": "1", "extensions": []}
+
+        @api.get("/v2/models/{name}")
+        def model_metadata(self, name: str):
+            try:
+                self._known(name)
+            except ProtocolError as e:
+                return error(e)
+            return self.meta
+
+        @api.get("/v2/models/{name}/ready")
+        def model_ready(self, name: str):
+            try:
+                self._known(name)
+            except ProtocolError as e:
+                return error(e)
+            return {"name": name, "ready": True}
+
+        @api.post("/v2/models/{name}/infer")
+        async def infer(self, name: str, request: Request):
+            try:
+                self._known(name)
+                check_body_size(request.headers.get("content-length"), self.limits)
+                rows, info = parse_infer(await request.body(), self.predictor.task, self.limits)
+            except ProtocolError as e:
+                return error(e)
+            t0 = time.perf_counter()
+            result, stats = await self._batched(rows)
+            t1 = time.perf_counter()
+            if isinstance(result, Exception):
+                status = 400 if isinstance(result, ValueError) else 500
+                return JSONResponse({"error": f"{type(result).__name__}: {result}"}, status_code=status)
+            headers = {"x-bertg4-batch-size": str(stats["batch_size"]),
+                       "x-bertg4-batch-rows": str(stats["batch_rows"]),
+                       "x-bertg4-service-ms": f"{1e3 * stats['service_s']:.3f}",
+                       "x-bertg4-queue-ms": f"{1e3 * (stats['start'] - t0):.3f}",
+                       "x-bertg4-replica-ms": f"{1e3 * (t1 - t0):.3f}",
+                       "x-bertg4-node": self.node, "x-bertg4-replica": self.replica}
+            return JSONResponse(response(self.name, self.predictor.task, result, info), headers=headers)
+
+    _DEPLOYMENT = BertModel
+    return BertModel
+
+
+_DEPLOYMENT = None
+
+
+def deployment_options(replicas: int | None = 1, min_replicas: int | None = None,
+                       max_replicas: int | None = None, num_cpus: float = 1, num_gpus: float = 0,
+                       max_ongoing_requests: int | None = None, max_queued_requests: int | None = None,
+                       max_batch_size: int = 8, resources: dict | None = None,
+                       target_ongoing_requests: float | None = None) -> dict:
+    """``Deployment.options`` for the replicas: count or autoscaling bounds, CPUs/GPUs per
+    replica, and the bounded queues (defaults: 4 x ``max_batch_size`` each). Requests beyond
+    ``max_ongoing_requests`` wait in Serve's router, which retries with back-off, so most of
+    the queue belongs inside the replica, where each batch takes what has arrived."""
+    if (min_replicas is None) != (max_replicas is None):
+        raise ValueError("give both --min-replicas and --max-replicas for autoscaling, or --replicas")
+    ongoing = max_ongoing_requests or 4 * max_batch_size
+    if ongoing < max_batch_size:
+        raise ValueError(f"max_ongoing_requests={ongoing} is below max_batch_size={max_batch_size}: "
+                         "batches could never fill")
+    opts = {"max_ongoing_requests": ongoing,
+            "max_queued_requests": max_queued_requests if max_queued_requests is not None else 4 * max_batch_size,
+            "ray_actor_options": {"num_cpus": num_cpus, "num_gpus": num_gpus,
+                                  **({"resources": dict(resources)} if resources else {})}}
+    if min_replicas is not None:
+        if not 0 <= min_replicas <= max_replicas or max_replicas < 1:
+            raise ValueError(f"autoscaling needs 0 <= min_replicas <= max_replicas, max >= 1; got "
+                             f"{min_replicas}..{max_replicas}")
+        opts["autoscaling_config"] = {"min_replicas": min_replicas, "max_replicas": max_replicas,
+                                      "target_ongoing_requests": target_ongoing_requests or max_batch_size}
+    else:
+        if replicas is None or replicas < 1:
+            raise ValueError(f"replicas must be >= 1, got {replicas!r}")
+        opts["num_replicas"] = replicas
+    return opts
+
+
+def build_app(args: dict, options: dict | None = None):
+    """Ray Serve application builder (``import_path: bertg4.serve.app:build_app`` in a Serve
+    config; ``args`` is the replica spec: model, task, batching, limits). ``options``:
+    :func:`deployment_options` (a Serve config gives them under ``deployments`` instead)."""
+    unknown = sorted(set(dict(args or {})) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown application args {unknown}; known: {sorted(DEFAULTS)}")
+    spec = {**DEFAULTS, **dict(args or {})}
+    dep = build_deployment()
+    return (dep.options(**options) if options else dep).bind(spec)

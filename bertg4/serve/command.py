@@ -1,0 +1,359 @@
+"""The ``bertg4 serve`` and ``bertg4 loadtest`` subcommands (``add_parser(sub)`` / ``run(args)``).
+
+``python -m bertg4.serve.command serve ...`` and ``... loadtest ...`` do the same as
+``bertg4 serve`` / ``bertg4 loadtest``.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+from ..argtypes import positive_int as _positive_int, task_name as _task
+
+
+def _positive_float(text: str) -> float:
+    import argparse
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return v
+
+
+def _float_list(text: str) -> list[float]:
+    import argparse
+    vals = [_positive_float(x) for x in text.split(",") if x.strip()]
+    if not vals:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers, got {text!r}")
+    return vals
+
+
+def add_parser(sub):
+    """Add ``serve`` and ``loadtest`` to an argparse subparsers object; returns both parsers."""
+    from ..recipe import RECIPES
+    from .protocol import Limits
+    s = sub.add_parser("serve", help="serve a model over HTTP (Open Inference Protocol) with Ray Serve",
+                       description="Run a model as a Ray Serve application speaking the Open Inference "
+                       "Protocol (KServe v2 REST) with dynamic batching, on a local Ray instance (default) "
+                       "or a Ray cluster (--address). Ctrl-C or SIGTERM stops it. --write-config writes a "
+                       "Serve config file (as `serve build` does) instead of serving.")
+    s.add_argument("--model", default="embedded", help="as in deploy: 'embedded' (default), a Hugging Face "
+                   "folder, a GluonNLP .params file, or random:<preset>")
+    s.add_argument("--exported-model", help="serve an export directory (bertg4 deploy's output) instead")
+    s.add_argument("--task", type=_task, default="SST", help="default SST")
+    s.add_argument("--engine", default="pt", choices=["pt", "hf", "mx"])
+    s.add_argument("--recipe", default="baseline", choices=list(RECIPES))
+    s.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
+    s.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N] (inside each replica)")
+    s.add_argument("--seq-length", type=_positive_int, default=128, help="default 128")
+    s.add_argument("--config", help="preset name or config.json (some .params files)")
+    s.add_argument("--vocab", help="vocab.txt or GluonNLP .vocab file (.params models)")
+    s.add_argument("--seed", type=int, default=0, help="seed for random weights and heads")
+    s.add_argument("--padding", help="padding mode of each dynamic batch (default: the engine's fastest "
+                   "exact mode when it has length-aware execution, else fixed)")
+    s.add_argument("--name", default="bert", help="model name in the URLs (default bert)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine "
+                   "only; 0.0.0.0 to accept other machines)")
+    s.add_argument("--port", type=_positive_int, default=8000, help="default 8000")
+    s.add_argument("--address", help="join this Ray cluster (e.g. auto, 10.0.0.5:6379) instead of starting "
+                   "a local Ray instance")
+    s.add_argument("--num-cpus", type=_positive_int, help="CPUs of the local Ray instance (default: all)")
+    s.add_argument("--replicas", type=_positive_int, default=1, help="replicas (default 1)")
+    s.add_argument("--min-replicas", type=int, help="autoscaling lower bound (with --max-replicas)")
+    s.add_argument("--max-replicas", type=_positive_int, help="autoscaling upper bound")
+    s.add_argument("--replica-cpus", type=_positive_float, default=1.0, help="CPUs reserved per replica (default 1)")
+    s.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per replica (default 0; 1 with --device cuda)")
+    s.add_argument("--threads", type=_positive_int, help="torch threads per replica (default: torch's)")
+    s.add_argument("--max-batch-size", type=_positive_int, default=8,
+                   help="texts per dynamic batch, and per request (default 8)")
+    s.add_argument("--batch-wait-ms", type=float, default=10.0,
+                   help="how long a batch waits to fill once it could start (default 10)")
+    s.add_argument("--max-ongoing-requests", type=_positive_int,
+                   help="requests a replica holds at once (default 4 x max batch size)")
+    s.add_argument("--max-queued-requests", type=int,
+                   help="requests waiting for a replica before the server answers 503 (default 4 x max batch)")
+    s.add_argument("--max-texts", type=_positive_int, default=Limits.max_texts,
+                   help=f"texts per request, past it 413 (default {Limits.max_texts}, at most the max batch size)")
+    s.add_argument("--max-chars", type=_positive_int, default=Limits.max_chars,
+                   help=f"characters per text, past it 413 (default {Limits.max_chars})")
+    s.add_argument("--max-body-bytes", type=_positive_int, default=Limits.max_body_bytes,
+                   help=f"request body bytes, past it 413 (default {Limits.max_body_bytes})")
+    s.add_argument("--write-config", metavar="PATH", help="write a Ray Serve config YAML (serve deploy / "
+                   "serve run / KubeRay serveConfigV2) for these settings, and exit")
+
+    t = sub.add_parser("loadtest", help="open-loop Poisson load on a server; records vs the simulator",
+                       description="Send Poisson arrivals at given rates to an Open Inference Protocol "
+                       "server (127.0.0.1 by default), bounded by request count and duration; write one "
+                       "record per rate (sent, ok, rejected, failed, lost, latency percentiles, achieved "
+                       "throughput, simulated p50/p99 from the service times measured in the same run), a "
+                       "table and a figure. --find-max searches the highest rate meeting --p99-ms.")
+    t.add_argument("--url", default="http://127.0.0.1:8000", help="server (default http://127.0.0.1:8000)")
+    t.add_argument("--name", default="bert", help="model name (default bert)")
+    t.add_argument("--rates", type=_float_list, help="requests/s, comma-separated")
+    t.add_argument("--capacity-fractions", type=_float_list,
+                   help="rates as fractions of the server's capacity (max batch / its service time inside the "
+                   "replica, measured first in a short run), e.g. 0.2,0.5,0.8")
+    t.add_argument("--requests", type=_positive_int, default=300, help="requests per rate at most (default 300)")
+    t.add_argument("--duration", type=_positive_float, default=30.0, help="seconds per rate at most (default 30)")
+    t.add_argument("--timeout", type=_positive_float, default=10.0,
+                   help="seconds before an unanswered request counts as lost (default 10)")
+    t.add_argument("--warmup", type=float, default=1.0,
+                   help="seconds at the start of each rate left out of the latency statistics (default 1)")
+    t.add_argument("--texts", default="sst2", help="sst2 (SST-2 dev sentences, default), sample, or a file "
+                   "with one text per line")
+    t.add_argument("--texts-per-request", type=_positive_int, default=1)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--timer", default="idle", choices=["idle", "arrival"],
+                   help="simulated batch timer: idle (@serve.batch beside the model; default) or arrival "
+                   "(bertg4.cost.simulate)")
+    t.add_argument("--find-max", action="store_true", help="search the highest rate that meets --p99-ms")
+    t.add_argument("--p99-ms", type=_positive_float, help="p99 target (ms) for --find-max; default 5 x the "
+                   "single-request latency")
+    t.add_argument("--price-per-hour", type=_positive_float, help="$ per hour of the server, to price --find-max")
+    t.add_argument("--offline", action="store_true", help="also load the served model in this process and "
+                   "time direct calls: the serving overhead at batch 1 and the offline throughput")
+    t.add_argument("--output", default="loadtest_out", help="folder for records.jsonl, table.md, loadtest.png")
+    return s, t
+
+
+# --- serve --------------------------------------------------------------------------------
+
+def _spec(args) -> dict:
+    return {"name": args.name, "model": args.model, "task": args.task, "engine": args.engine,
+            "recipe": args.recipe, "dtype": args.dtype, "device": args.device, "seq_length": args.seq_length,
+            "vocab": args.vocab, "config": args.config, "seed": args.seed,
+            "exported_model": os.path.abspath(args.exported_model) if args.exported_model else None,
+            "padding": args.padding, "threads": args.threads, "max_batch_size": args.max_batch_size,
+            "batch_wait_ms": args.batch_wait_ms, "max_texts": min(args.max_texts, args.max_batch_size),
+            "max_chars": args.max_chars, "max_body_bytes": args.max_body_bytes}
+
+
+def _options(args) -> dict:
+    from .app import deployment_options
+    auto = args.min_replicas is not None or args.max_replicas is not None
+    return deployment_options(None if auto else args.replicas, args.min_replicas, args.max_replicas,
+                              args.replica_cpus, args.num_gpus, args.max_ongoing_requests,
+                              args.max_queued_requests, args.max_batch_size)
+
+
+def serve_config(args) -> dict:
+    """The Serve config (``serve build`` layout) for these settings."""
+    from .server import APP_NAME
+    opts = _options(args)
+    dep = {"name": "BertModel", **opts}
+    return {"proxy_location": "EveryNode",
+            "http_options": {"host": args.host, "port": args.port},
+            "applications": [{"name": APP_NAME, "route_prefix": "/", "import_path": "bertg4.serve.app:build_app",
+                              "args": {k: v for k, v in _spec(args).items() if v is not None},
+                              "deployments": [dep]}]}
+
+
+def write_config(args, path: str) -> str:
+    import yaml
+    if os.path.exists(args.model):  # a local checkpoint: the config must not depend on the working folder
+        args.model = os.path.abspath(args.model)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("# Ray Serve config for bertg4 (written by `bertg4 serve --write-config`).\n"
+                f"# Run: serve run {path}   (or serve deploy; KubeRay: serveConfigV2)\n")
+        yaml.safe_dump(serve_config(args), f, sort_keys=False)
+    return path
+
+
+def _serve(args) -> int:
+    if args.write_config:
+        print(f"written: {write_config(args, args.write_config)}")
+        return 0
+    if args.padding:
+        from ..padding import check_padding
+        check_padding(args.padding)  # a clear error here rather than a failed replica
+    if args.device.startswith("cuda") and args.num_gpus == 0:
+        args.num_gpus = 1.0
+    from .server import start
+    auto = args.min_replicas is not None or args.max_replicas is not None
+    print(f"starting {'Ray cluster connection' if args.address else 'a local Ray instance'} and Serve ...",
+          flush=True)
+
+    def stop_on_signal(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    previous = signal.signal(signal.SIGTERM, stop_on_signal)
+    srv = None
+    try:
+        srv = start(_spec(args), host=args.host, port=args.port, address=args.address, num_cpus=args.num_cpus,
+                    replicas=None if auto else args.replicas, min_replicas=args.min_replicas,
+                    max_replicas=args.max_replicas, replica_cpus=args.replica_cpus, num_gpus=args.num_gpus,
+                    max_ongoing_requests=args.max_ongoing_requests,
+                    max_queued_requests=args.max_queued_requests)
+        signal.signal(signal.SIGTERM, stop_on_signal)  # again: starting Ray installs its own handler
+        print(srv.describe(), flush=True)
+        print("Ctrl-C or SIGTERM stops the server.", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping ...", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if srv is not None:
+            srv.stop()
+            print("stopped: Serve shut down" + (" and the local Ray instance with it" if srv.started_ray else ""),
+                  flush=True)
+    return 0
+
+
+# --- loadtest ------------------------------------------------------------------------------
+
+def offline_timings(info: dict, texts: list[str], max_batch: int, iters: int = 20) -> dict:
+    """The served model loaded here, with a replica's threads: direct ``predict`` of one text
+    (the serving overhead is the single-request latency minus this), the offline throughput of
+    ``infer`` at ``max_batch`` over the same texts with the server's padding, and fixed-shape
+    timed batches of ``max_batch`` (``bench.measure``)."""
+    import numpy as np
+    from ..bench import measure
+    from .app import DEFAULTS, load_predictor
+    spec = {**DEFAULTS, **info["spec"]}
+    if spec.get("threads"):  # as many threads as one replica has
+        import torch
+        torch.set_num_threads(int(spec["threads"]))
+    pred = load_predictor(spec)
+    padding = spec.get("padding")
+    kw = {"padding": padding} if padding else {}
+    batch = pred.featurize(texts[:256])
+    pred.infer(batch[:2 * max_batch], batch_size=max_batch, **kw)  # warm-up
+    t = []
+    for k in range(iters):
+        t0 = time.perf_counter()
+        pred.predict([texts[k % len(texts)]], batch_size=1, **kw)
+        t.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for _ in range(2):
+        pred.infer(batch, batch_size=max_batch, **kw)  # the server's padding, SST-2 lengths
+    bulk = 2 * len(batch) / (time.perf_counter() - t0)
+    fixed = measure(pred, batch, max_batch, warmup=2, iters=iters)
+    return {"direct_predict_ms_p50": 1e3 * float(np.median(t)), "offline_per_s_max_batch": bulk,
+            "offline_fixed_ms_max_batch": fixed["latency_ms_p50"], "offline_fixed_per_s_max_batch":
+            fixed["sequences_per_s"], "offline_threads": spec.get("threads")}
+
+
+def _loadtest(args) -> int:
+    from .. import bench
+    from ..cost import cost_per_million
+    from . import loadtest as L
+    url = args.url.rstrip("/")
+    from urllib.parse import urlparse
+    host = urlparse(url).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"note: sending load to {host}, not this machine", file=sys.stderr)
+    texts = L.traffic(args.texts)
+    info = L.server_info(url, args.name)
+    infer = f"{url}/v2/models/{args.name}/infer"
+    bodies = L.bodies_for(info, texts, args.texts_per_request)
+    extra = {"command": bench.command_line(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "versions": bench.versions(), "url": url}
+    single = L.sequential_latency(infer, bodies, n=20, timeout_s=args.timeout)
+    print(f"single request: p50 {single['single_ms_p50']:.1f} ms, p99 {single['single_ms_p99']:.1f} ms")
+    summary = {"kind": "summary", **{k: info.get(k) for k in ("task", "model", "engine", "recipe", "dtype",
+                                                               "device_name", "seq_length", "padding",
+                                                               "max_batch_size", "batch_wait_ms")}, **single}
+    records = []
+    if args.offline:
+        off = offline_timings(info, texts, int(info["max_batch_size"]))
+        summary.update(off)
+        summary["serving_overhead_ms_batch1"] = single["single_ms_p50"] - off["direct_predict_ms_p50"]
+        print(f"direct predict of one text: {off['direct_predict_ms_p50']:.1f} ms -> serving overhead "
+              f"{summary['serving_overhead_ms_batch1']:.1f} ms; offline throughput at batch "
+              f"{info['max_batch_size']}: {off['offline_per_s_max_batch']:.1f}/s")
+    kw = dict(n_requests=args.requests, duration_s=args.duration, timeout_s=args.timeout, warmup_s=args.warmup,
+              texts_per_request=args.texts_per_request, timer=args.timer, log=print)
+    rates = list(args.rates or [])
+    if args.capacity_fractions:
+        cap = L.measure_capacity(url, args.name, texts, args.requests, min(args.duration, 10.0), args.timeout,
+                                 seed=args.seed + 100, log=print)
+        summary["capacity_per_s"] = cap["capacity_per_s"]
+        print(f"capacity: {cap['capacity_per_s']:.1f} requests/s (max batch / its service time in the replica)")
+        records.append(cap)
+        rates += [f * cap["capacity_per_s"] for f in args.capacity_fractions]
+    if rates:
+        records += L.sweep(url, args.name, rates, texts, seed=args.seed, **kw)
+    if args.find_max:
+        target = args.p99_ms or 5 * single["single_ms_p50"]
+        fm = L.find_max(url, args.name, target, texts, n_requests=args.requests, duration_s=args.duration,
+                        timeout_s=args.timeout, warmup_s=args.warmup, seed=args.seed + 200, timer=args.timer,
+                        log=print)
+        for r in fm["records"]:
+            r["kind"] = "find_max"
+        records += fm["records"]
+        best = fm["best"]
+        summary.update({"p99_target_ms": target, "max_rate_per_s": best["achieved_per_s"] if best else 0.0,
+                        "max_rate_p99_ms": best["latency_ms_p99"] if best else None})
+        if best and args.price_per_hour:
+            summary["price_per_hour"] = args.price_per_hour
+            summary["dollars_per_million"] = cost_per_million(args.price_per_hour, best["achieved_per_s"])
+        if best and "offline_per_s_max_batch" in summary:
+            summary["throughput_vs_offline"] = best["achieved_per_s"] / summary["offline_per_s_max_batch"]
+        print(f"highest rate meeting p99 <= {target:.1f} ms: {summary['max_rate_per_s']:.2f}/s"
+              + (f", ${summary['dollars_per_million']:.3f} per 1M requests at ${args.price_per_hour}/hour"
+                 if summary.get("dollars_per_million") else ""))
+    if not records:
+        raise ValueError("give --rates, --capacity-fractions or --find-max")
+    rows = [{**r, **extra} for r in records] + [{**summary, **extra}]
+    paths = write_outputs(rows, args.output)
+    print(L.format_table([r for r in rows if r["kind"] != "summary"]))
+    print("written: " + ", ".join(paths))
+    return 0
+
+
+def write_outputs(rows: list[dict], out_dir: str) -> list[str]:
+    """records.jsonl, table.md and loadtest.png (measured and simulated percentiles vs rate, of
+    the ``--rates`` / ``--capacity-fractions`` runs when there are any)."""
+    from ..bench import write_jsonl
+    from . import loadtest as L
+    os.makedirs(out_dir, exist_ok=True)
+    paths = [write_jsonl(rows, os.path.join(out_dir, "records.jsonl"))]
+    loads = [r for r in rows if r["kind"] != "summary"]
+    summary = next((r for r in rows if r["kind"] == "summary"), {})
+    md = os.path.join(out_dir, "table.md")
+    with open(md, "w", encoding="utf-8") as f:
+        f.write(L.format_table(loads) + "\n\n" + "\n".join(
+            f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}"
+            for k, v in summary.items() if k not in ("versions", "kind")) + "\n")
+    paths.append(md)
+    if any(r.get("p99_ms_simulated") for r in loads):
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        sweep = [r for r in loads if r["kind"] == "loadtest"]
+        fig = L.plot(sweep or loads)
+        png = os.path.join(out_dir, "loadtest.png")
+        fig.savefig(png, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(png)
+    return paths
+
+
+_RUN = {"serve": _serve, "loadtest": _loadtest}
+
+
+def run(args) -> int:
+    """``bertg4 serve`` / ``bertg4 loadtest``."""
+    return _RUN[args.command](args)
+
+
+def main(argv=None) -> int:
+    """``python -m bertg4.serve.command serve|loadtest [flags]``."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="bertg4")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(args)
+    except (ValueError, RuntimeError, FileNotFoundError, OSError) as e:
+        print(f"bertg4 {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,362 @@
+"""An open-loop load generator for an Open Inference Protocol server, and its records.
+
+Requests leave on a Poisson schedule fixed in advance (``rate`` per second), whether or
+not earlier ones were answered -- the load a real population of users puts on a server
+-- over asyncio HTTP (aiohttp). A run is bounded by a request count and a duration; each
+request ends in exactly one of four ways:
+
+``ok``        a 200 answer;
+``rejected``  a 4xx or a 503 (the server said no: bad input, overload);
+``failed``    any other status or a broken connection;
+``lost``      no answer before the per-request deadline (``timeout_s``).
+
+so ``sent == ok + rejected + failed + lost``. :func:`load_record` turns a run into one
+record: counts, latency p50/p90/p99/max of the ``ok`` answers, achieved throughput, what
+the replica reported (batch sizes, service times, the serving overhead around the
+batcher) and the simulated p50/p99 (:mod:`bertg4.serve.simulate`) fed with those
+measurements.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+
+import numpy as np
+
+from . import simulate as S
+
+OUTCOMES = ("ok", "rejected", "failed", "lost")
+
+
+def traffic(source: str = "sst2", n: int | None = None) -> list[str]:
+    """Texts to send: ``sst2`` (GLUE SST-2 dev sentences), ``sample`` (32 sentences shipped
+    with bertg4) or a text file with one text per line."""
+    from .. import data as D
+    if source == "sst2":
+        texts = list(D.load_sst2("dev").first)
+    elif source == "sample":
+        texts = list(D.sample_sst().first)
+    else:
+        with open(source, encoding="utf-8") as f:
+            texts = [line.strip() for line in f if line.strip()]
+        if not texts:
+            raise ValueError(f"{source}: no texts (one per line)")
+    return texts[:n] if n else texts
+
+
+def infer_body(texts: list[str], input_name: str = "text") -> bytes:
+    return json.dumps({"inputs": [{"name": input_name, "datatype": "BYTES", "shape": [len(texts)],
+                                   "data": texts}]}).encode()
+
+
+def _check_rate(rate) -> float:
+    rate = float(rate)
+    if not (rate > 0 and math.isfinite(rate)):
+        raise ValueError(f"rate must be a positive number of requests per second, got {rate!r}")
+    return rate
+
+
+async def _send(session, url: str, body: bytes, timeout_s: float) -> dict:
+    import aiohttp
+    t0 = time.perf_counter()
+    try:
+        async with session.post(url, data=body, headers={"content-type": "application/json"},
+                                timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
+            payload = await r.read()
+            status, headers = r.status, r.headers
+    except asyncio.TimeoutError:
+        return {"outcome": "lost", "latency_s": time.perf_counter() - t0, "status": None}
+    except aiohttp.ClientError as e:
+        return {"outcome": "failed", "latency_s": time.perf_counter() - t0, "status": None,
+                "error": f"{type(e).__name__}: {e}"}
+    out = {"latency_s": time.perf_counter() - t0, "status": status, "end": time.perf_counter()}
+    if status == 200:
+        out["outcome"] = "ok"
+        for h in ("batch-size", "service-ms", "replica-ms", "node", "replica"):
+            if f"x-bertg4-{h}" in headers:
+                out[h] = headers[f"x-bertg4-{h}"]
+        out["body"] = payload
+    else:
+        out["outcome"] = "rejected" if 400 <= status < 500 or status == 503 else "failed"
+        out["error"] = payload[:300].decode("utf-8", "replace")
+    return out
+
+
+async def run_load(url: str, bodies, rate: float, n_requests: int = 200, duration_s: float = 30.0,
+                   timeout_s: float = 10.0, seed: int = 0, keep_bodies: bool = False) -> dict:
+    """Send ``bodies`` (cycled) at Poisson ``rate`` to ``url``: at most ``n_requests``, none
+    scheduled after ``duration_s``; every request ends by ``timeout_s``. Returns the
+    per-request results in send order and the schedule's span."""
+    import aiohttp
+    rate = _check_rate(rate)
+    if n_requests < 1 or not duration_s > 0 or not timeout_s > 0:
+        raise ValueError("n_requests, duration_s and timeout_s must be positive")
+    bodies = list(bodies)
+    if not bodies:
+        raise ValueError("no request bodies to send")
+    gaps = np.random.default_rng(seed).exponential(1.0 / rate, n_requests)
+    at = np.cumsum(gaps) - gaps[0]
+    at = at[at <= duration_s]
+    conn = aiohttp.TCPConnector(limit=0, force_close=False)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        t0 = time.perf_counter()
+        tasks = []
+        for k, t in enumerate(at):
+            delay = t0 + t - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(_send(session, url, bodies[k % len(bodies)], timeout_s)))
+        results = await asyncio.gather(*tasks)
+        span = time.perf_counter() - t0
+    for k, r in enumerate(results):
+        r["sent_at"] = float(at[k])
+        if not keep_bodies:
+            r.pop("body", None)
+    return {"results": results, "span_s": span, "schedule_s": float(at[-1]) if len(at) else 0.0,
+            "rate_per_s": rate}
+
+
+def load(url: str, bodies, rate: float, **kw) -> dict:
+    """:func:`run_load` from synchronous code (a script, a notebook: runs in a fresh thread
+    when an event loop is already running there)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run_load(url, bodies, rate, **kw))
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        return ex.submit(asyncio.run, run_load(url, bodies, rate, **kw)).result()
+
+
+def _ms(seconds):
+    return None if math.isnan(seconds) else 1e3 * seconds
+
+
+def _pct(x, q):
+    return float(np.percentile(x, q)) if len(x) else None
+
+
+def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "idle", seed: int = 0,
+                n_sim: int = 20_000) -> dict:
+    """One record for one rate: counts, measured and simulated latency percentiles.
+
+    ``server``: the model metadata's ``parameters`` (task, model, engine, batching).
+    Requests sent in the first ``warmup_s`` count in ``sent`` etc. but not in the latency
+    statistics. The simulation uses the service curve and the overhead samples of this run.
+    """
+    res = run["results"]
+    counts = {k: sum(r["outcome"] == k for r in res) for k in OUTCOMES}
+    ok = [r for r in res if r["outcome"] == "ok"]
+    timed = [r for r in ok if r["sent_at"] >= warmup_s]
+    lat = np.array([r["latency_s"] for r in timed]) * 1e3
+    rec = {"kind": "loadtest", "rate_per_s": run["rate_per_s"], "sent": len(res), **counts,
+           "warmup_s": warmup_s, "duration_s": run["span_s"],
+           "achieved_per_s": len(ok) / run["schedule_s"] if run["schedule_s"] > 0 and ok else 0.0,
+           "served_per_s": len(ok) / run["span_s"] if run["span_s"] > 0 else 0.0,
+           "latency_ms_p50": _pct(lat, 50), "latency_ms_p90": _pct(lat, 90),
+           "latency_ms_p99": _pct(lat, 99), "latency_ms_max": float(lat.max()) if len(lat) else None,
+           "latency_ms_mean": float(lat.mean()) if len(lat) else None}
+    for k in ("task", "model", "engine", "recipe", "dtype", "device", "device_name", "seq_length",
+              "padding", "max_batch_size", "batch_wait_ms"):
+        rec[k] = server.get(k)
+    errors = sorted({r.get("error", "")[:120] for r in res if r["outcome"] != "ok"})
+    rec["errors"] = errors[:5]
+    rec["replicas_seen"] = len({r.get("replica") for r in ok if r.get("replica")})
+    rec["nodes_seen"] = len({r.get("node") for r in ok if r.get("node")})
+    with_headers = [r for r in timed if "service-ms" in r and "replica-ms" in r]
+    if not with_headers:
+        return {**rec, "p50_ms_simulated": None, "p99_ms_simulated": None}
+    B, wait_s = int(server["max_batch_size"]), float(server["batch_wait_ms"]) / 1e3
+    batches = [(int(r["batch-size"]), float(r["service-ms"]) / 1e3) for r in with_headers]
+    curve = S.curve_from_batches(batches, B)
+    overhead = np.array([r["latency_s"] - float(r["replica-ms"]) / 1e3 for r in with_headers])
+    sim = S.simulate(curve, run["rate_per_s"], B, wait_s, overhead, n_requests=n_sim, seed=seed, timer=timer)
+    if not sim["stable"]:  # at or past capacity the queue grows without bound: no percentiles to predict
+        sim.update(latency_s_p50=math.nan, latency_s_p90=math.nan, latency_s_p99=math.nan)
+    rec.update({
+        "mean_batch_size": float(np.mean([k for k, _ in batches])),
+        "service_ms_curve": {str(k): 1e3 * v for k, v in curve.items()},
+        "capacity_per_s": S.capacity(curve, B),
+        "overhead_ms_p50": _pct(overhead * 1e3, 50), "overhead_ms_p99": _pct(overhead * 1e3, 99),
+        "replica_ms_p50": _pct([float(r["replica-ms"]) for r in with_headers], 50),
+        "simulator_timer": timer,
+        "simulated_stable": sim["stable"],
+        "p50_ms_simulated": _ms(sim["latency_s_p50"]), "p90_ms_simulated": _ms(sim["latency_s_p90"]),
+        "p99_ms_simulated": _ms(sim["latency_s_p99"]),
+        "mean_batch_size_simulated": sim["mean_batch_size"],
+    })
+    for q in ("p50", "p99"):
+        m, s = rec[f"latency_ms_{q}"], rec[f"{q}_ms_simulated"]
+        rec[f"{q}_rel_error"] = (s - m) / m if m and s is not None else None
+    return rec
+
+
+def server_info(url: str, name: str, timeout_s: float = 10.0) -> dict:
+    """The served model's metadata parameters (``GET /v2/models/{name}``)."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"{url}/v2/models/{name}", timeout=timeout_s) as r:
+            meta = json.load(r)
+    except urllib.error.HTTPError as e:
+        raise RuntimeError(f"{url}: model {name!r} metadata answered {e.code}: "
+                           f"{e.read()[:200].decode('utf-8', 'replace')}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise RuntimeError(f"no server at {url} ({getattr(e, 'reason', e)}); start one with bertg4 serve") from None
+    return {**meta["parameters"], "inputs": [i["name"] for i in meta["inputs"]]}
+
+
+def bodies_for(info: dict, texts: list[str], texts_per_request: int = 1) -> list[bytes]:
+    """Request bodies of ``texts_per_request`` texts each (one-sentence tasks)."""
+    if info["inputs"] != ["text"]:
+        raise ValueError(f"the load generator sends one-sentence texts; this model takes {info['inputs']}")
+    k = int(texts_per_request)
+    if k < 1:
+        raise ValueError(f"texts per request must be >= 1, got {k}")
+    return [infer_body([texts[(i + j) % len(texts)] for j in range(k)]) for i in range(0, len(texts), k)]
+
+
+def sequential_latency(url: str, bodies, n: int = 20, timeout_s: float = 10.0) -> dict:
+    """One request at a time: the single-request latency (median and p99, ms)."""
+    import urllib.request
+    lat = []
+    for k in range(n):
+        req = urllib.request.Request(url, data=bodies[k % len(bodies)], headers={"content-type": "application/json"})
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(req, timeout=timeout_s) as r:
+            r.read()
+        lat.append(time.perf_counter() - t0)
+    ms = np.array(lat) * 1e3
+    return {"single_ms_p50": float(np.median(ms)), "single_ms_p99": float(np.percentile(ms, 99)), "n": n}
+
+
+def sweep(url: str, name: str, rates, texts, n_requests: int = 200, duration_s: float = 30.0,
+          timeout_s: float = 10.0, warmup_s: float = 1.0, seed: int = 0, texts_per_request: int = 1,
+          timer: str = "idle", log=None) -> list[dict]:
+    """One record per rate, measured one after another against a running server."""
+    info = server_info(url, name)
+    bodies = bodies_for(info, texts, texts_per_request)
+    infer = f"{url}/v2/models/{name}/infer"
+    out = []
+    for k, rate in enumerate(rates):
+        run = load(infer, bodies, rate, n_requests=n_requests, duration_s=duration_s,
+                   timeout_s=timeout_s, seed=seed + k)
+        rec = load_record(run, info, warmup_s=warmup_s, timer=timer, seed=seed)
+        rec["texts_per_request"] = texts_per_request
+        out.append(rec)
+        if log:
+            log(format_line(rec))
+    return out
+
+
+def measure_capacity(url: str, name: str, texts, n_requests: int = 300, duration_s: float = 10.0,
+                     timeout_s: float = 10.0, seed: int = 100, log=None) -> dict:
+    """The server's capacity: ``max_batch / service(max_batch)`` with the batch service times
+    measured inside the replica during a bounded run at the rate a server without batching
+    could sustain (1 / single-request latency). The record of that run is returned with
+    ``capacity_per_s``. (A flood above capacity measures something else on a small machine:
+    the proxy and the load generator answering 503s take the replica's CPU time.)"""
+    info = server_info(url, name)
+    single = sequential_latency(f"{url}/v2/models/{name}/infer", bodies_for(info, texts), n=10, timeout_s=timeout_s)
+    rec = sweep(url, name, [1e3 / single["single_ms_p50"]], texts, n_requests, duration_s, timeout_s, 0.0, seed,
+                log=log)[0]
+    if not rec.get("capacity_per_s"):
+        raise RuntimeError(f"no answers to measure the capacity with: {rec['errors']}")
+    rec.update(kind="capacity", single_ms_p50=single["single_ms_p50"],
+               capacity_source="max_batch / service(max_batch), service times measured in the replica")
+    return rec
+
+
+def find_max(url: str, name: str, p99_target_ms: float, texts, n_requests: int = 300,
+             duration_s: float = 30.0, timeout_s: float = 10.0, warmup_s: float = 1.0, steps: int = 4,
+             seed: int = 0, timer: str = "idle", log=None) -> dict:
+    """The highest measured rate whose p99 meets ``p99_target_ms`` (and nothing lost or failed).
+
+    A calibration run at a low rate measures the service curve and overhead; the simulator
+    fed with them proposes a rate; then ``steps`` measured runs bisect between the highest
+    rate that met the target and the lowest that did not (or go 1.5 x higher while every rate
+    meets it). Returns every record and the best.
+    """
+    info = server_info(url, name)
+    B, wait_s = int(info["max_batch_size"]), float(info["batch_wait_ms"]) / 1e3
+    single = sequential_latency(f"{url}/v2/models/{name}/infer", bodies_for(info, texts), n=10, timeout_s=timeout_s)
+    calib_rate = max(0.5, 0.5 * 1e3 / single["single_ms_p50"])
+    records = sweep(url, name, [calib_rate], texts, n_requests, duration_s, timeout_s, warmup_s, seed,
+                    timer=timer, log=log)
+    cal = records[0]
+
+    def meets(r):
+        return (r["latency_ms_p99"] is not None and r["latency_ms_p99"] <= p99_target_ms
+                and r["lost"] == 0 and r["failed"] == 0 and r["rejected"] == 0)
+    lo, hi = (cal["rate_per_s"] if meets(cal) else 0.0), None
+    rate = 2 * calib_rate
+    if cal.get("service_ms_curve"):
+        curve = {int(k): v / 1e3 for k, v in cal["service_ms_curve"].items()}
+        guess = S.max_rate(curve, p99_target_ms / 1e3, B, wait_s, [cal["overhead_ms_p50"] / 1e3], seed=seed,
+                           timer=timer)
+        rate = guess if guess > lo else rate
+    if lo == 0.0:
+        rate, hi = 0.5 * calib_rate, calib_rate
+    for k in range(steps):
+        rec = sweep(url, name, [rate], texts, n_requests, duration_s, timeout_s, warmup_s, seed + 1 + k,
+                    timer=timer, log=log)[0]
+        records.append(rec)
+        if meets(rec):
+            lo = rate
+        else:
+            hi = rate
+        rate = 0.5 * (lo + hi) if hi is not None else 1.5 * rate
+    best = max((r for r in records if meets(r)), key=lambda r: r["achieved_per_s"], default=None)
+    return {"records": records, "best": best, "single": single, "p99_target_ms": p99_target_ms}
+
+
+def format_line(r: dict) -> str:
+    def f(x, spec=".1f"):
+        return "—" if x is None else format(x, spec)
+    return (f"rate {r['rate_per_s']:.2f}/s: sent {r['sent']} ok {r['ok']} rejected {r['rejected']} "
+            f"failed {r['failed']} lost {r['lost']}; achieved {r['achieved_per_s']:.2f}/s; "
+            f"p50 {f(r['latency_ms_p50'])} p90 {f(r['latency_ms_p90'])} p99 {f(r['latency_ms_p99'])} "
+            f"max {f(r['latency_ms_max'])} ms; simulated p50 {f(r.get('p50_ms_simulated'))} "
+            f"p99 {f(r.get('p99_ms_simulated'))} ms; mean batch {f(r.get('mean_batch_size'), '.2f')}")
+
+
+def format_table(records: list[dict]) -> str:
+    head = ("| run | rate/s | sent | ok | rejected | failed | lost | achieved/s | p50 ms | p90 ms | p99 ms | max ms "
+            "| sim p50 ms | sim p99 ms | p50 err | p99 err | mean batch |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    def f(x, spec=".1f"):
+        return "—" if x is None else format(x, spec)
+    rows = [f"| {r.get('kind', 'loadtest')} | {r['rate_per_s']:.2f} | {r['sent']} | {r['ok']} | {r['rejected']} | {r['failed']} | {r['lost']} "
+            f"| {r['achieved_per_s']:.2f} | {f(r['latency_ms_p50'])} | {f(r['latency_ms_p90'])} "
+            f"| {f(r['latency_ms_p99'])} | {f(r['latency_ms_max'])} | {f(r.get('p50_ms_simulated'))} "
+            f"| {f(r.get('p99_ms_simulated'))} | {f(r.get('p50_rel_error'), '+.0%')} "
+            f"| {f(r.get('p99_rel_error'), '+.0%')} | {f(r.get('mean_batch_size'), '.2f')} |" for r in records]
+    return "\n".join([head, *rows])
+
+
+def plot(records: list[dict], ax=None):
+    """Measured (solid) and simulated (dashed) p50 and p99 latency against the offered rate."""
+    import matplotlib.pyplot as plt
+    rs = sorted((r for r in records if r.get("latency_ms_p50") is not None), key=lambda r: r["rate_per_s"])
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4))
+    else:
+        fig = ax.figure
+    x = [r["rate_per_s"] for r in rs]
+    for q, color in (("p50", "tab:blue"), ("p99", "tab:red")):
+        ax.plot(x, [r[f"latency_ms_{q}"] for r in rs], "o-", color=color, label=f"{q} measured")
+        ax.plot(x, [r.get(f"{q}_ms_simulated") for r in rs], "s--", color=color, alpha=0.7,
+                label=f"{q} simulated")
+    if rs:
+        r0 = rs[0]
+        ax.set_title(f"{r0.get('model')} {r0.get('task')} on {r0.get('device_name')}: max batch "
+                     f"{r0.get('max_batch_size')}, wait {r0.get('batch_wait_ms')} ms", fontsize=9)
+    ax.set_yscale("log")
+    ax.set_xlabel("offered load (requests/s, Poisson)")
+    ax.set_ylabel("latency per request (ms)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig

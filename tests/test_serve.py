@@ -1,0 +1,359 @@
+"""`bertg4 serve` and `bertg4 loadtest`: the protocol, the simulator, and a live server.
+
+The live tests start Ray and one replica of the embedded model (SST head, seq 32) on
+127.0.0.1 inside a module fixture and always shut both down.
+"""
+import asyncio
+import json
+import socket
+
+import numpy as np
+import pytest
+
+from bertg4 import cost
+from bertg4.serve import protocol as P
+from bertg4.serve import simulate as S
+from bertg4.tasks import get_task
+
+
+def body(**inputs):
+    return json.dumps({"inputs": [{"name": k, "datatype": "BYTES", "shape": [len(v)], "data": v}
+                                  for k, v in inputs.items()]}).encode()
+
+
+# --- protocol (no server) -------------------------------------------------------------------
+
+LIMITS = P.Limits(max_texts=4, max_chars=50, max_body_bytes=2000)
+
+
+@pytest.mark.parametrize("raw, status, words", [
+    (b"{not json", 400, "not valid JSON"),
+    (b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["caf\xe9"]}]}', 400, "UTF-8"),
+    (b"[1, 2]", 400, "JSON object"),
+    (b'{"inputs": []}', 400, "no 'inputs'"),
+    (json.dumps({"inputs": [{"name": "text", "datatype": "FP32", "shape": [1], "data": [1.0]}]}).encode(),
+     400, "datatype 'FP32'"),
+    (json.dumps({"inputs": [{"name": "sentence", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}).encode(),
+     400, "unknown input 'sentence'"),
+    (body(text=["fine", "  "]), 400, "element 1 is an empty text"),
+    (body(text=["x" * 51]), 413, "51 characters"),
+    (body(text=["a"] * 5), 413, "5 texts"),
+    (b" " * 2001, 413, "2001 bytes"),
+    (json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["a"]}]}).encode(),
+     400, "shape [2] but 1 data"),
+    (json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [3]}]}).encode(),
+     400, "element 0 is int"),
+    (json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a"]}],
+                 "outputs": [{"name": "logits"}]}).encode(), 400, "unknown output 'logits'"),
+])
+def test_bad_requests_name_the_problem(raw, status, words):
+    with pytest.raises(P.ProtocolError) as e:
+        P.parse_infer(raw, get_task("SST"), LIMITS)
+    assert e.value.status == status and words in e.value.message, e.value.message
+    assert e.value.body() == {"error": e.value.message}
+
+
+def test_inputs_per_task():
+    rows, info = P.parse_infer(body(text=["a", "b"]), get_task("SST"), LIMITS)
+    assert rows == ["a", "b"] and info == {"id": None, "outputs": None}
+    rows, _ = P.parse_infer(body(text_a=["a", "b"], text_b=["c", "d"]), get_task("MRPC"), LIMITS)
+    assert rows == [("a", "c"), ("b", "d")]
+    rows, _ = P.parse_infer(body(question=["who?"], context=["me."]), get_task("QA"), LIMITS)
+    assert rows == [("who?", "me.")]
+    with pytest.raises(P.ProtocolError, match="missing input 'text_b'"):
+        P.parse_infer(body(text_a=["a"]), get_task("MRPC"), LIMITS)
+    with pytest.raises(P.ProtocolError, match="same number of rows"):
+        P.parse_infer(body(question=["a", "b"], context=["c"]), get_task("QA"), LIMITS)
+    with pytest.raises(P.ProtocolError, match="413|larger") as e:
+        P.check_body_size("5000", LIMITS)
+    assert e.value.status == 413
+
+
+def test_output_tensors_follow_the_protocol():
+    result = {"label": np.array([1, 0]), "probabilities": np.array([[0.2, 0.8], [0.9, 0.1]], dtype=np.float32),
+              "truncated": np.array([False, True])}
+    out = P.response("bert", get_task("SST"), result, {"id": "r1", "outputs": ["probabilities"]})
+    assert out["id"] == "r1" and out["model_name"] == "bert"
+    (t,) = out["outputs"]
+    assert t == {"name": "probabilities", "datatype": "FP32", "shape": [2, 2],
+                 "data": pytest.approx([0.2, 0.8, 0.9, 0.1])}
+    qa = P.outputs(get_task("QA"), {"answer": ["x"], "score": np.array([-np.inf], dtype=np.float32)})
+    assert qa[0] == {"name": "answer", "datatype": "BYTES", "shape": [1], "data": ["x"]}
+    assert qa[1]["data"] == [None]  # JSON has no -inf: an unanswerable question scores null
+
+
+# --- simulator (no server) ------------------------------------------------------------------
+
+CURVE = {1: 0.020, 2: 0.030, 4: 0.050, 8: 0.090}
+
+
+@pytest.mark.parametrize("rate, wait", [(20.0, 0.0), (40.0, 0.01), (70.0, 0.005)])
+def test_arrival_timer_is_the_cost_model(rate, wait):
+    lat, _ = S.batch_latencies(CURVE, rate, 8, wait, n_requests=5000, seed=3, timer="arrival")
+    ref = cost.simulate(CURVE, rate, 8, wait, n_requests=5000, seed=3)
+    kept = lat[int(0.05 * len(lat)):]
+    assert np.percentile(kept, 99) == pytest.approx(ref["latency_s_p99"], rel=1e-9)
+    assert np.percentile(kept, 50) == pytest.approx(ref["latency_s_p50"], rel=1e-9)
+
+
+def test_idle_timer_and_overhead():
+    # the idle timer waits after a busy period too: never faster than the arrival timer
+    a = S.simulate(CURVE, 50.0, 8, 0.01, n_requests=5000, timer="arrival")
+    i = S.simulate(CURVE, 50.0, 8, 0.01, n_requests=5000, timer="idle")
+    assert i["latency_s_p50"] >= a["latency_s_p50"]
+    # a constant overhead shifts every percentile by itself
+    o = S.simulate(CURVE, 50.0, 8, 0.01, overhead_s=[0.025], n_requests=5000, timer="idle")
+    assert o["latency_s_p99"] == pytest.approx(i["latency_s_p99"] + 0.025)
+    # with no wait and light load nearly every request is served alone
+    lat, sizes = S.batch_latencies(CURVE, 1.0, 8, 0.0, n_requests=2000)
+    assert np.median(lat) == pytest.approx(0.020) and sizes.mean() < 1.05
+    with pytest.raises(ValueError, match="timer"):
+        S.simulate(CURVE, 5.0, 8, timer="later")
+
+
+def test_curve_from_batches():
+    c = S.curve_from_batches([(1, 0.02), (1, 0.022), (3, 0.04), (4, 0.05)], 6)
+    assert list(c) == [1, 2, 3, 4, 5, 6]
+    assert c[1] == pytest.approx(0.021) and c[3] == pytest.approx(0.04)
+    assert c[4] < c[5] < c[6]  # filled from the least-squares line
+    with pytest.raises(ValueError, match="no batch service times"):
+        S.curve_from_batches([], 4)
+
+
+def test_serve_config_is_a_valid_serve_config(tmp_path):
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+    from bertg4.serve import command
+    import argparse
+    parser = argparse.ArgumentParser()
+    command.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", "--min-replicas", "1", "--max-replicas", "4", "--max-batch-size", "16",
+                              "--host", "0.0.0.0", "--write-config", str(tmp_path / "c.yaml")])
+    assert command.run(args) == 0
+    cfg = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    ServeDeploySchema.model_validate(cfg)
+    dep = cfg["applications"][0]["deployments"][0]
+    assert dep["autoscaling_config"]["max_replicas"] == 4 and dep["max_ongoing_requests"] == 64
+    assert cfg["applications"][0]["args"]["max_batch_size"] == 16
+    # the application builder accepts exactly these args
+    from bertg4.serve.app import build_app
+    with pytest.raises(ValueError, match="unknown application args"):
+        build_app({"modle": "embedded"})
+
+
+def test_deploy_folder_configs_are_valid():
+    """deploy/serve_config.yaml and the RayService's serveConfigV2 are Serve configs whose
+    application args the builder accepts."""
+    import os
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+    from bertg4.serve.app import DEFAULTS
+    root = os.path.join(os.path.dirname(__file__), "..", "deploy")
+    manifest = yaml.safe_load(open(os.path.join(root, "rayservice.yaml")))
+    assert manifest["kind"] == "RayService" and manifest["spec"]["rayClusterConfig"]["rayVersion"] == "2.60.0"
+    for cfg in (yaml.safe_load(open(os.path.join(root, "serve_config.yaml"))),
+                yaml.safe_load(manifest["spec"]["serveConfigV2"])):
+        ServeDeploySchema.model_validate(cfg)
+        (app,) = cfg["applications"]
+        assert app["import_path"] == "bertg4.serve.app:build_app" and set(app["args"]) <= set(DEFAULTS)
+
+
+def test_deployment_options_checks():
+    from bertg4.serve.app import deployment_options
+    with pytest.raises(ValueError, match="both"):
+        deployment_options(None, 1, None)
+    with pytest.raises(ValueError, match="batches could never fill"):
+        deployment_options(1, max_ongoing_requests=2, max_batch_size=8)
+    o = deployment_options(2, num_gpus=1, max_batch_size=4)
+    assert o["num_replicas"] == 2 and o["ray_actor_options"]["num_gpus"] == 1 and o["max_queued_requests"] == 16
+
+
+# --- a live server ---------------------------------------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+SEQ = 32
+
+
+@pytest.fixture(scope="module")
+def server():
+    pytest.importorskip("ray.serve")
+    from bertg4.serve.server import start
+    srv = start({"model": "embedded", "task": "SST", "seq_length": SEQ, "max_batch_size": 4,
+                 "batch_wait_ms": 5, "threads": 1, "max_chars": 500}, port=free_port(), num_cpus=2)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    import bertg4
+    return bertg4.load("embedded", task="SST", seq_length=SEQ)
+
+
+def post(url, raw):
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=raw), timeout=30) as r:
+            return r.status, json.loads(r.read()), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), dict(e.headers)
+
+
+def get(url):
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_routes(server):
+    assert server.host == "127.0.0.1"
+    assert get(server.url + "/v2/health/live") == {"live": True}
+    assert get(server.url + "/v2/health/ready") == {"ready": True}
+    assert get(server.url + "/v2/models/bert/ready") == {"name": "bert", "ready": True}
+    meta = get(server.url + "/v2/models/bert")
+    assert meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert [o["name"] for o in meta["outputs"]] == ["label", "probabilities", "truncated"]
+    assert meta["parameters"]["seq_length"] == SEQ and meta["parameters"]["max_batch_size"] == 4
+    status, err, _ = post(server.url + "/v2/models/gpt/infer", body(text=["x"]))
+    assert status == 404 and "unknown model 'gpt'" in err["error"]
+
+
+def test_answers_equal_predict(server, reference, sst2_dev):
+    texts = list(sst2_dev.first[:12])
+    want_labels = reference.predict(texts)
+    feats = reference.featurize(texts)
+    logits = reference.infer(feats)
+    z = logits - logits.max(-1, keepdims=True)
+    want_p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    got_labels, got_p = [], []
+    for k in range(0, len(texts), 3):
+        status, out, headers = post(server.infer_url, body(text=texts[k:k + 3]))
+        assert status == 200, out
+        t = {o["name"]: o for o in out["outputs"]}
+        assert t["label"]["datatype"] == "INT64" and t["label"]["shape"] == [3]
+        assert t["probabilities"]["shape"] == [3, 2]
+        assert t["truncated"]["data"] == feats.truncated[k:k + 3].tolist()
+        got_labels += t["label"]["data"]
+        got_p += np.array(t["probabilities"]["data"]).reshape(3, 2).tolist()
+        assert float(headers["x-bertg4-service-ms"]) > 0 and int(headers["x-bertg4-batch-rows"]) >= 3
+    assert got_labels == want_labels.tolist()
+    assert np.abs(np.array(got_p) - want_p).max() < 1e-5
+
+
+def test_truncation_is_reported(server):
+    status, out, _ = post(server.infer_url, body(text=["word " * 60, "short"]))
+    assert status == 200
+    assert {o["name"]: o for o in out["outputs"]}["truncated"]["data"] == [True, False]
+
+
+MALFORMED = [
+    (b'{"inputs": [', 400, "not valid JSON"),
+    (json.dumps({"inputs": [{"name": "text", "datatype": "INT64", "shape": [1], "data": [7]}]}).encode(),
+     400, "datatype 'INT64'"),
+    (json.dumps({"inputs": [{"name": "sentence", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}).encode(),
+     400, "unknown input 'sentence'"),
+    (json.dumps({"id": "no inputs"}).encode(), 400, "no 'inputs'"),
+    (body(text=[""]), 400, "empty text"),
+    (body(text=["y" * 501]), 413, "501 characters"),
+    (b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["\xff\xfe"]}]}', 400, "UTF-8"),
+    (body(text=["a", "b", "c", "d", "e"]), 413, "5 texts"),
+]
+
+
+def test_malformed_tenth_of_a_load(server, reference, sst2_dev):
+    """10 % malformed requests mixed into a Poisson load: each gets a 4xx naming its problem,
+    every good request is answered correctly."""
+    from bertg4.serve.loadtest import run_load
+    texts = list(sst2_dev.first[:72])
+    bodies, expect, good = [], [], iter(texts)
+    for k in range(80):
+        if k % 10 == 5:
+            raw, status, words = MALFORMED[(k // 10) % len(MALFORMED)]
+            bodies.append(raw)
+            expect.append((status, words))
+        else:
+            t = next(good)
+            bodies.append(body(text=[t]))
+            expect.append((200, t))
+    run = asyncio.run(run_load(server.infer_url, bodies, rate=15.0, n_requests=80, duration_s=20,
+                               timeout_s=30, keep_bodies=True))
+    res = run["results"]
+    assert len(res) == 80 and sum(r["outcome"] == "lost" for r in res) == 0
+    good = [t for st, t in expect if st == 200]
+    want = dict(zip(good, reference.predict(good).tolist()))
+    for r, (status, what) in zip(res, expect):
+        if status == 200:
+            assert r["outcome"] == "ok", r
+            out = {o["name"]: o for o in json.loads(r["body"])["outputs"]}
+            assert out["label"]["data"] == [want[what]]
+        else:
+            assert r["status"] == status and r["outcome"] == "rejected", r
+            assert what in json.loads(r["error"])["error"]
+
+
+def test_loadtest_record(server, sst2_dev, tmp_path, measured):
+    from bertg4.serve import loadtest as L
+    recs = L.sweep(server.url, "bert", [6.0], list(sst2_dev.first), n_requests=40, duration_s=10, warmup_s=0.5)
+    (r,) = recs
+    assert r["sent"] == 40 and r["sent"] == r["ok"] + r["rejected"] + r["failed"] + r["lost"]
+    assert r["ok"] == 40 and r["lost"] == 0
+    assert r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"] <= r["latency_ms_max"]
+    assert r["p50_ms_simulated"] > 0 and r["p99_ms_simulated"] >= r["p50_ms_simulated"]
+    assert set(r["service_ms_curve"]) == {"1", "2", "3", "4"} and r["overhead_ms_p50"] > 0
+    assert r["model"] == "all-MiniLM-L6-v2" and r["seq_length"] == SEQ and r["max_batch_size"] == 4
+    from bertg4.serve.command import write_outputs
+    paths = write_outputs([{**r, "kind": "loadtest"}, {"kind": "summary", "task": "SST"}], str(tmp_path))
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["records.jsonl", "table.md", "loadtest.png"]
+    measured("serve: p50 measured / simulated at 6 req/s (ms)",
+             f"{r['latency_ms_p50']:.1f} / {r['p50_ms_simulated']:.1f}")
+
+
+@pytest.mark.parametrize("task, rows", [
+    ("QA", [("Who wrote the report?", "The report was written by Ada Lovelace in 1843."),
+            ("Where is the tower?", "The tower stands in Paris, near the river.")]),
+    ("MRPC", [("The cat sat.", "A cat was sitting."), ("It rained.", "The sun was out.")]),
+    ("embedding", ["a sentence to embed", "another one"]),
+])
+def test_answer_per_task_equals_predict(task, rows):
+    """What a replica computes for one batch is Predictor.predict's answer, as protocol tensors."""
+    import bertg4
+    from bertg4.serve.app import answer, split
+    pred = bertg4.load("embedded", task=task, seq_length=64)
+    out = answer(pred, rows)
+    want = pred.predict(rows)
+    if task == "QA":
+        assert out["answer"] == [w["text"] for w in want] and out["start_char"] == [w["start_char"] for w in want]
+    elif task == "MRPC":
+        assert out["label"].tolist() == want.tolist() and out["probabilities"].shape == (2, 2)
+    else:
+        assert np.abs(out["embedding"] - want).max() < 1e-5 and out["embedding"].shape == (2, 384)
+    tensors = P.outputs(pred.task, out)
+    specs = P.output_specs(pred.task, pred)
+    assert [t["name"] for t in tensors] == [s["name"] for s in specs]
+    assert all(t["datatype"] == s["datatype"] and t["shape"][0] == 2 for t, s in zip(tensors, specs))
+    first, second = split(out, [1, 1])
+    assert all(len(v) == 1 for v in first.values())
+
+
+def test_exported_model_is_served_as_loaded(tmp_path):
+    """--exported-model: the replica loads an export (engine read from its manifest) and answers
+    as the predictor that wrote it."""
+    import bertg4
+    from bertg4.serve.app import DEFAULTS, answer, load_predictor
+    p = bertg4.load("embedded", task="SST", seq_length=32)
+    p.export(str(tmp_path))
+    q = load_predictor({**DEFAULTS, "exported_model": str(tmp_path)})
+    rows = ["a fine film", "a dull and lifeless film that never seems to end"]
+    a, b = answer(p, rows), answer(q, rows)
+    assert q.engine == "pt" and a["label"].tolist() == b["label"].tolist()
+    assert np.abs(a["probabilities"] - b["probabilities"]).max() < 1e-5
+    with pytest.raises(FileNotFoundError, match="not a bertg4 export"):
+        load_predictor({**DEFAULTS, "exported_model": str(tmp_path / "nothing")})

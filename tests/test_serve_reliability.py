@@ -1,0 +1,141 @@
+"""Serving under stress: the command's lifecycle, overload, and a replica killed mid-load.
+
+Everything binds and targets 127.0.0.1, is bounded in requests and time, and shuts Ray
+down at the end.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray.serve")
+
+from bertg4.serve import loadtest as L  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_command_lifecycle():
+    """`serve` says where it listens, answers, and SIGTERM stops Serve and its Ray instance."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bertg4.serve.command", "serve", "--port", str(port),
+                             "--num-cpus", "1", "--seq-length", "16", "--threads", "1", "--max-batch-size", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    lines = []
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "listening on" in line:
+                break
+        assert any(f"listening on http://127.0.0.1:{port}" in x for x in lines), "".join(lines[-20:])
+        body = L.infer_body(["a fine film"])
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/bert/infer", data=body)
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 200
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=90)
+        lines.append(out)
+        assert proc.returncode == 0, "".join(lines[-20:])
+        assert "stopped: Serve shut down and the local Ray instance with it" in out
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+
+B = 4
+
+
+@pytest.fixture(scope="module")
+def server():
+    from bertg4.serve.server import start
+    srv = start({"model": "embedded", "task": "SST", "seq_length": 32, "max_batch_size": B,
+                 "batch_wait_ms": 5, "threads": 1}, port=free_port(), num_cpus=2,
+                max_ongoing_requests=2 * B, max_queued_requests=2 * B)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def bodies():
+    return [L.infer_body([t]) for t in L.traffic("sample")]
+
+
+def test_overload_is_answered_with_503_and_recovers(server, bodies, measured):
+    single = L.sequential_latency(server.infer_url, bodies, n=5)
+    # a batch of B takes longer than one request alone: this rate is above 2 x capacity
+    rate = 2 * B * 1e3 / single["single_ms_p50"]
+    run = L.load(server.infer_url, bodies, rate, n_requests=500, duration_s=4, timeout_s=30)
+    res = run["results"]
+    counts = {k: sum(r["outcome"] == k for r in res) for k in L.OUTCOMES}
+    assert counts["lost"] == 0 and counts["failed"] == 0, counts
+    assert counts["rejected"] > 0 and counts["ok"] > 0, counts
+    rejected = [r for r in res if r["outcome"] == "rejected"]
+    assert {r["status"] for r in rejected} == {503}
+    quick = np.percentile([r["latency_s"] for r in rejected], 99)
+    ok_p99 = np.percentile([r["latency_s"] for r in res if r["outcome"] == "ok"], 99)
+    # the queues are bounded: an accepted request waits for at most (2B ongoing + 2B queued)
+    # requests, a few batches; a rejection does not wait for the model at all
+    assert quick < 1.0, quick
+    assert ok_p99 < 3.0, ok_p99
+    measured("serve overload: offered req/s, ok, 503, p99 of 503s / of ok (s)",
+             f"{rate:.0f}, {counts['ok']}, {counts['rejected']}, {quick:.3f} / {ok_p99:.3f}")
+    time.sleep(1.0)
+    after = L.load(server.infer_url, bodies, 4.0, n_requests=12, duration_s=10, timeout_s=30)["results"]
+    assert all(r["outcome"] == "ok" for r in after), [r.get("error") for r in after]
+    assert np.percentile([r["latency_s"] for r in after], 99) < 1.0
+
+
+def _replica_actor():
+    import ray
+    names = [a for a in ray.util.list_named_actors(all_namespaces=True) if "SERVE_REPLICA" in a["name"]]
+    assert len(names) == 1, names
+    return ray.get_actor(names[0]["name"], namespace=names[0]["namespace"])
+
+
+def test_replica_killed_mid_load(server, bodies):
+    import ray
+    victim = _replica_actor()
+    killed = threading.Event()
+
+    def kill():
+        ray.kill(victim, no_restart=True)
+        killed.set()
+    timer = threading.Timer(2.0, kill)
+    timer.start()
+    try:
+        run = L.load(server.infer_url, bodies, 4.0, n_requests=40, duration_s=10, timeout_s=45)
+    finally:
+        timer.cancel()
+    assert killed.is_set()
+    res = run["results"]
+    counts = {k: sum(r["outcome"] == k for r in res) for k in L.OUTCOMES}
+    assert counts["lost"] == 0, counts
+    assert len(res) == counts["ok"] + counts["rejected"] + counts["failed"]
+    replicas = [r["replica"] for r in res if r["outcome"] == "ok"]
+    assert len(set(replicas)) == 2, set(replicas)  # the old replica, then its replacement
+    assert replicas[-1] != replicas[0]
+    # and the replacement serves on: a short, slow load is answered in full
+    after = L.load(server.infer_url, bodies, 2.0, n_requests=8, duration_s=10, timeout_s=45)["results"]
+    assert all(r["outcome"] == "ok" and r["replica"] == replicas[-1] for r in after), \
+        [(r["outcome"], r.get("error")) for r in after]
