@@ -157,7 +157,8 @@ def accumulation_error(ks=(64, 256, 1024, 4096), rows: int = 16, chunk: int = 1,
 
 def graph_pass_demo(checkpoint, texts, task="SST", seq_length: int = 128, device: str = "cpu") -> dict:
     """Build the fp32 interleaved model with and without the graph pass; return the pass's
-    report (node counts before/after), its outputs' largest difference, and the generated
+    report (node counts before/after), its outputs' largest difference (and their largest
+    magnitude, the scale fp32 rounding follows), and the generated
     code of the first encoder layer's attention before and after."""
     from .api import load
     before = load(task=task, recipe="interleaved-fp32", checkpoint=checkpoint, device=device,
@@ -165,11 +166,12 @@ def graph_pass_demo(checkpoint, texts, task="SST", seq_length: int = 128, device
     after = load(task=task, recipe="graph-pass-fp32", checkpoint=checkpoint, device=device,
                  seq_length=seq_length)
     batch = before.featurize(texts)
-    diff = float(np.abs(before.infer(batch, padding="fixed") - after.infer(batch, padding="fixed")).max())
+    ref = before.infer(batch, padding="fixed")
+    diff = float(np.abs(ref - after.infer(batch, padding="fixed")).max())
     from .pt import graph_pass
     again, second = graph_pass.apply(after.module)
     return {"report": after.graph_report, "max_abs_difference": diff,
-            "second_pass": {k: second[k] for k in ("bias_gelu_fused", "qkv_prearranged")},
+            "max_abs_output": float(np.abs(ref).max()), "second_pass": {k: second[k] for k in ("bias_gelu_fused", "qkv_prearranged")},
             "before": before, "after": after}
 
 
@@ -199,13 +201,14 @@ def mx_graph_pass_demo(checkpoint, texts, task="SST", seq_length: int = 128) -> 
     after = load(task=task, engine="mx", recipe="graph-pass-fp32", checkpoint=checkpoint,
                  seq_length=seq_length)
     batch = before.featurize(texts)
-    diff = float(np.abs(before.infer(batch, padding="fixed") - after.infer(batch, padding="fixed")).max())
+    ref = before.infer(batch, padding="fixed")
+    diff = float(np.abs(ref - after.infer(batch, padding="fixed")).max())
     with open(os.path.join(after.exported, "model-symbol.json"), encoding="utf-8") as f:
         graph = json.load(f)
     params = mx.nd.load(os.path.join(after.exported, "model-0000.params"))
     cell = [n["name"] for n in graph["nodes"] if n["name"].endswith("qkv_bias")][0]
     return {"report": after.graph_report, "max_abs_difference": diff,
-            "qkv_bias_layer0": params["arg:" + cell].asnumpy(), "before": before, "after": after}
+            "max_abs_output": float(np.abs(ref).max()), "qkv_bias_layer0": params["arg:" + cell].asnumpy(), "before": before, "after": after}
 
 
 def amplify_residuals(checkpoint, factor: float = 30.0):

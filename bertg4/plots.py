@@ -132,6 +132,16 @@ def speedups(records: list[dict], baseline: str = "baseline") -> list[dict]:
                                       r["seq_length"] or 0, order[r["recipe"]], r["batch_size"]))
 
 
+def _untimed(records: list[dict]) -> str:
+    """Title lines naming the rungs that were not timed: not applicable here, or emulated."""
+    out = ""
+    for status, label in (("not applicable", "not applicable here"), ("emulation", "emulated, not timed")):
+        names = sorted({r["recipe"] for r in records if r.get("status") == status})
+        if names:
+            out += f"\n{label}: {', '.join(names)}"
+    return out
+
+
 def recipe_speedup(records: list[dict], baseline: str = "baseline", noisy=False):
     """The article's central figure: speedup of each rung over ``baseline`` against batch
     size, from bench records (:func:`speedups`: median line, per-iteration spread band).
@@ -173,12 +183,7 @@ def recipe_speedup(records: list[dict], baseline: str = "baseline", noisy=False)
         if len(contexts) == 1 else f"speedup over {baseline} | {r0['model']}"
     title += f" | {measured_on(ok)}\nline: p50 ratio (median of repeats); band: the per-iteration " \
              f"spread (fastest to p90), {_iterations(ok)} per point"
-    na = sorted({r["recipe"] for r in records if r.get("status") == "not applicable"})
-    if na:
-        title += f"\nnot applicable here: {', '.join(na)}"
-    emulated = sorted({r["recipe"] for r in records if r.get("status") == "emulation"})
-    if emulated:
-        title += f"\nemulated, not timed: {', '.join(emulated)}"
+    title += _untimed(records)
     ax.set_title(title, fontsize=8)
     fig.tight_layout()
     reason = _noise_text(noisy, ok)
@@ -428,15 +433,10 @@ def recipe_latency(records: list[dict], baseline: str | None = None, highlight: 
             ax.axvline(highlight, color="tab:red", ls="--", lw=1)
     _readable_log(ax1)
     ax1.legend(fontsize=7)
-    na = sorted({r["recipe"] for r in records if r.get("status") == "not applicable"})
     r0 = ok[0]
     title = (f"{r0.get('model')} | {r0.get('engine')} | seq {r0.get('seq_length')} | {measured_on(ok)}\n"
              f"bands: per-iteration spread, fastest to p90 ({_iterations(ok)} per point)")
-    if na:
-        title += f"\nnot applicable here: {', '.join(na)}"
-    emulated = sorted({r["recipe"] for r in records if r.get("status") == "emulation"})
-    if emulated:
-        title += f"\nemulated, not timed: {', '.join(emulated)}"
+    title += _untimed(records)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     reason = _noise_text(noisy, ok)

@@ -97,7 +97,8 @@ def test_bench_quick_sweep_over_tasks_and_engines_and_report(tmp_path):
     rows = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert {(r["engine"], r["task"], r["batch_size"]) for r in rows} == {
         (e, t, b) for e in ("pt", "hf") for t in ("SST", "QA") for b in (1, 2)}
-    assert all(r["status"] == "ok" and r["seq_length"] == 16 and r["iterations"] == 2 for r in rows)
+    # --quick times 2 batches within a time budget: fewer when a batch outlasts it on a busy machine
+    assert all(r["status"] == "ok" and r["seq_length"] == 16 and r["iterations"] in (1, 2) for r in rows)
     assert all(r["tflops_achieved"] > 0 and r["versions"]["torch"] and r["command"] for r in rows)
     report = tmp_path / "report"
     assert cli.main(["report", str(out / "records.jsonl"), "--output", str(report)]) == 0

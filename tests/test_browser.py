@@ -195,31 +195,25 @@ def _in_browser(browser_tools, tmp_path, drive) -> Path:
     return shots
 
 
-def test_batch_size_slider_redraws_in_jupyterlab(browser_tools, jupyter_lab, tmp_path, measured):
+def _run(browser_tools, jupyter_lab, tmp_path, measured, drive, what: str) -> None:
     base, token, log = jupyter_lab
     t0 = time.monotonic()
     try:
-        shots = _in_browser(browser_tools, tmp_path, lambda page, shots: _drive(page, base, token, shots))
+        shots = _in_browser(browser_tools, tmp_path, lambda page, shots: drive(page, base, token, shots))
     except Exception:
         print(f"jupyter log tail:\n{_log_tail(log)}")
         raise
-    elapsed = time.monotonic() - t0
-    measured("browser test: JupyterLab + Chromium, 01_deploy run and slider moved", f"{elapsed:.0f} s")
-    measured("browser test screenshots", str(shots))
+    measured(f"browser test: JupyterLab + Chromium, {what}", f"{time.monotonic() - t0:.0f} s")
+    measured(f"browser test screenshots ({what.split()[0]})", str(shots))
+
+
+def test_batch_size_slider_redraws_in_jupyterlab(browser_tools, jupyter_lab, tmp_path, measured):
+    _run(browser_tools, jupyter_lab, tmp_path, measured, _drive, "01_deploy run and slider moved")
 
 
 def test_cost_price_slider_redraws_in_jupyterlab(browser_tools, jupyter_lab, tmp_path, measured):
-    base, token, log = jupyter_lab
-    t0 = time.monotonic()
-    try:
-        shots = _in_browser(browser_tools, tmp_path, lambda page, shots: _drive_cost(page, base, token, shots))
-    except Exception:
-        print(f"jupyter log tail:\n{_log_tail(log)}")
-        raise
-    elapsed = time.monotonic() - t0
-    measured("browser test: JupyterLab + Chromium, 06_cost_per_million run and price slider moved",
-             f"{elapsed:.0f} s")
-    measured("browser test screenshots (06)", str(shots))
+    _run(browser_tools, jupyter_lab, tmp_path, measured, _drive_cost,
+         "06_cost_per_million run and price slider moved")
 
 
 def _run_all(page, base: str, token: str, notebook: str, timeout_ms: int):

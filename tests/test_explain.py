@@ -49,7 +49,7 @@ def test_accumulation_error_grows_only_for_the_emulated_fp16_accumulator():
 def test_graph_pass_demo_and_slots(embedded):
     from bertg4.data import sample_sst
     demo = explain.graph_pass_demo(embedded, sample_sst().first[:6], seq_length=24)
-    assert demo["max_abs_difference"] < 1e-5
+    assert demo["max_abs_difference"] < 1e-5 * max(1.0, demo["max_abs_output"])
     assert demo["second_pass"] == {"bias_gelu_fused": 0, "qkv_prearranged": 0}
     slots = explain.qkv_slots(demo["after"].module, embedded, layer=5)
     assert [slots[s][n] for s, n in zip("qkv", ("query", "key", "value"))] == [0.0, 0.0, 0.0]

@@ -115,8 +115,8 @@ def test_every_cpu_rung_packed_agrees_with_fixed(embedded, sentences, name):
         q = load(embedded, "embedding", name)
         errs = {m: np.abs(q.infer(batch, 16, padding=m) - ref).mean() for m in ("fixed", "packed")}
         assert errs["packed"] <= 1.5 * errs["fixed"], errs
-    elif p.recipe.dtype == "float32":
-        assert err <= 1e-5
+    elif p.recipe.dtype == "float32":  # fp32 rounding follows the logits' scale (the shipped head's)
+        assert err <= 1e-5 * max(1.0, np.abs(fixed).max()), f"{name}: {err}"
     else:
         assert err <= 0.05 * np.abs(fixed).max(), f"{name}: {err}"
         assert (packed.argmax(-1) == fixed.argmax(-1)).mean() >= 0.9
