@@ -132,6 +132,15 @@ def speedups(records: list[dict], baseline: str = "baseline") -> list[dict]:
                                       r["seq_length"] or 0, order[r["recipe"]], r["batch_size"]))
 
 
+def _finish(fig, noisy, records: list[dict]):
+    """Lay the figure out and stamp it when its timings are noise."""
+    fig.tight_layout()
+    reason = _noise_text(noisy, records)
+    if reason:
+        stamp_noise(fig, reason)
+    return fig
+
+
 def _untimed(records: list[dict]) -> str:
     """Title lines naming the rungs that were not timed: not applicable here, or emulated."""
     out = ""
@@ -185,11 +194,7 @@ def recipe_speedup(records: list[dict], baseline: str = "baseline", noisy=False)
              f"spread (fastest to p90), {_iterations(ok)} per point"
     title += _untimed(records)
     ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    reason = _noise_text(noisy, ok)
-    if reason:
-        stamp_noise(fig, reason)
-    return fig
+    return _finish(fig, noisy, ok)
 
 
 # --------------------------------------------------------------------------------------
@@ -438,11 +443,7 @@ def recipe_latency(records: list[dict], baseline: str | None = None, highlight: 
              f"bands: per-iteration spread, fastest to p90 ({_iterations(ok)} per point)")
     title += _untimed(records)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    reason = _noise_text(noisy, ok)
-    if reason:
-        stamp_noise(fig, reason)
-    return fig
+    return _finish(fig, noisy, ok)
 
 
 def accumulation_error(rows: list[dict], device_name: str | None = None):
@@ -544,11 +545,7 @@ def latency_by_seq_length(records: list[dict], noisy=False):
     fig.suptitle(f"{r0.get('model')} | {r0.get('engine')} {r0.get('recipe')} ({r0.get('dtype')}) | "
                  f"{r0.get('task')} | {measured_on(ok)}\nband: per-iteration spread, fastest to p90 "
                  f"({_iterations(ok)} per point)", fontsize=9)
-    fig.tight_layout()
-    reason = _noise_text(noisy, ok)
-    if reason:
-        stamp_noise(fig, reason)
-    return fig
+    return _finish(fig, noisy, ok)
 
 
 def op_breakdown(records: list[dict], noisy=False):
