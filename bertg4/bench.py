@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from .system import command_line, cpu_name, versions  # noqa: F401 (re-exported)
+from .system import command_line, versions
 from .recipe import NotApplicable
 from .text import Batch, check_batch_size
 

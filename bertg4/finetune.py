@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as D
-from .bench import command_line, versions
+from .system import command_line, versions
 from .checkpoint import Checkpoint, add_head, load_checkpoint
 from .tasks import accuracy, get_task, nbest_spans, squad_scores
 from .text import Tokenizer, TruncationWarning

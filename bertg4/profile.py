@@ -56,7 +56,8 @@ import os
 import re
 import time
 
-from .bench import record, versions, write_jsonl
+from .bench import record, write_jsonl
+from .system import versions
 
 GEMM = "GEMM"
 ATTENTION = "attention batched GEMM"

@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from . import data as D
-from .bench import in_fresh_process, measure_points, out_of_memory  # noqa: F401 (re-exported)
+from .bench import in_fresh_process, measure_points
 from .mx.compat import MXNetUnavailable
 from .ort import ORTUnavailable
 from .recipe import NotApplicable, get_recipe

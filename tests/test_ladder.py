@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import bertg4
-from bertg4.checkpoint import add_head, interleave_qkv as np_interleave, load_checkpoint, random_weights
+from bertg4.checkpoint import add_head, interleave_qkv as np_interleave, random_weights
 from bertg4.config import BertConfig
 from bertg4.pt import graph_pass, numerics
 from bertg4.pt.attention import interleave_qkv, interleaved_qk, interleaved_valatt, masked_softmax

@@ -239,7 +239,7 @@ def offline_timings(info: dict, texts: list[str], max_batch: int, iters: int = 2
 
 
 def _loadtest(args) -> int:
-    from .. import bench
+    from .. import system
     from ..cost import cost_per_million
     from . import loadtest as L
     url = args.url.rstrip("/")
@@ -251,8 +251,8 @@ def _loadtest(args) -> int:
     info = L.server_info(url, args.name)
     infer = f"{url}/v2/models/{args.name}/infer"
     bodies = L.bodies_for(info, texts, args.texts_per_request)
-    extra = {"command": bench.command_line(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-             "versions": bench.versions(), "url": url}
+    extra = {"command": system.command_line(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "versions": system.versions(), "url": url}
     single = L.sequential_latency(infer, bodies, n=20, timeout_s=args.timeout)
     print(f"single request: p50 {single['single_ms_p50']:.1f} ms, p99 {single['single_ms_p99']:.1f} ms")
     summary = {"kind": "summary", **{k: info.get(k) for k in ("task", "model", "engine", "recipe", "dtype",
