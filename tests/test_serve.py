@@ -120,6 +120,21 @@ def test_curve_from_batches():
         S.curve_from_batches([], 4)
 
 
+def test_schedule_times_requests_after_the_warm_up():
+    from bertg4.serve.loadtest import schedule
+    # a fast rate with few requests: all would leave within the warm-up if the warm-up counted
+    at = schedule(500.0, 30, duration_s=8.0, warmup_s=0.5, seed=1)
+    assert np.all(np.diff(at) > 0) and at[0] == 0.0
+    assert (at >= 0.5).sum() == 30 and 150 < (at < 0.5).sum() < 350
+    slow = schedule(2.0, 1000, duration_s=5.0, warmup_s=1.0, seed=2)  # the duration bounds it
+    assert slow[-1] <= 5.0 and len(slow) < 30
+    assert len(schedule(50.0, 7, duration_s=10.0)) == 7  # no warm-up: exactly n_requests
+    with pytest.raises(ValueError, match="warm-up of 2.0 s is not shorter"):
+        schedule(5.0, 10, duration_s=2.0, warmup_s=2.0)
+    with pytest.raises(ValueError, match="rate must be a positive"):
+        schedule(0.0, 10, duration_s=2.0)
+
+
 def test_serve_config_is_a_valid_serve_config(tmp_path):
     import yaml
     from ray.serve.schema import ServeDeploySchema
@@ -303,8 +318,9 @@ def test_loadtest_record(server, sst2_dev, tmp_path, measured):
     from bertg4.serve import loadtest as L
     recs = L.sweep(server.url, "bert", [6.0], list(sst2_dev.first), n_requests=40, duration_s=10, warmup_s=0.5)
     (r,) = recs
-    assert r["sent"] == 40 and r["sent"] == r["ok"] + r["rejected"] + r["failed"] + r["lost"]
-    assert r["ok"] == 40 and r["lost"] == 0
+    assert r["timed"] == 40 and r["sent"] > 40  # the warm-up's requests come on top of the timed ones
+    assert r["sent"] == r["ok"] + r["rejected"] + r["failed"] + r["lost"]
+    assert r["ok"] == r["sent"] and r["lost"] == 0
     assert r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"] <= r["latency_ms_max"]
     assert r["p50_ms_simulated"] > 0 and r["p99_ms_simulated"] >= r["p50_ms_simulated"]
     assert set(r["service_ms_curve"]) == {"1", "2", "3", "4"} and r["overhead_ms_p50"] > 0

@@ -97,7 +97,7 @@ def add_parser(sub):
     t.add_argument("--capacity-fractions", type=_float_list,
                    help="rates as fractions of the server's capacity (max batch / its service time inside the "
                    "replica, measured first in a short run), e.g. 0.2,0.5,0.8")
-    t.add_argument("--requests", type=_positive_int, default=300, help="requests per rate at most (default 300)")
+    t.add_argument("--requests", type=_positive_int, default=300, help="timed requests per rate at most, sent after its warm-up (default 300)")
     t.add_argument("--duration", type=_positive_float, default=30.0, help="seconds per rate at most (default 30)")
     t.add_argument("--timeout", type=_positive_float, default=10.0,
                    help="seconds before an unanswered request counts as lost (default 10)")

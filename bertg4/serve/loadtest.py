@@ -84,21 +84,45 @@ async def _send(session, url: str, body: bytes, timeout_s: float) -> dict:
     return out
 
 
+def schedule(rate: float, n_requests: int, duration_s: float, warmup_s: float = 0.0, seed: int = 0) -> np.ndarray:
+    """Poisson send times (s from the start): every arrival of the first ``warmup_s`` seconds,
+    then at most ``n_requests`` more, none after ``duration_s``. The warm-up's requests come
+    on top of ``n_requests``, so a high rate still leaves requests to time after its warm-up."""
+    rate = _check_rate(rate)
+    if n_requests < 1 or not duration_s > 0 or warmup_s < 0:
+        raise ValueError(f"n_requests ({n_requests!r}) and duration_s ({duration_s!r}) must be positive "
+                         f"and warmup_s ({warmup_s!r}) not negative")
+    if warmup_s >= duration_s:
+        raise ValueError(f"warm-up of {warmup_s} s is not shorter than the run's {duration_s} s: "
+                         "no request would be timed")
+    rng = np.random.default_rng(seed)
+    at = np.array([0.0])
+    while at[-1] < warmup_s:  # enough arrivals to cover the warm-up, then n_requests beyond it
+        n = int(rate * (warmup_s - at[-1])) + 16
+        at = np.concatenate([at, at[-1] + np.cumsum(rng.exponential(1.0 / rate, n))])
+    n_warm = int(np.searchsorted(at, warmup_s, side="left"))
+    extra = n_requests - (len(at) - n_warm)
+    if extra > 0:
+        at = np.concatenate([at, at[-1] + np.cumsum(rng.exponential(1.0 / rate, extra))])
+    at = at[:n_warm + n_requests]
+    return at[at <= duration_s]
+
+
 async def run_load(url: str, bodies, rate: float, n_requests: int = 200, duration_s: float = 30.0,
-                   timeout_s: float = 10.0, seed: int = 0, keep_bodies: bool = False) -> dict:
-    """Send ``bodies`` (cycled) at Poisson ``rate`` to ``url``: at most ``n_requests``, none
+                   timeout_s: float = 10.0, seed: int = 0, keep_bodies: bool = False,
+                   warmup_s: float = 0.0) -> dict:
+    """Send ``bodies`` (cycled) at Poisson ``rate`` to ``url`` on :func:`schedule`: the
+    requests of the first ``warmup_s`` seconds plus at most ``n_requests`` more, none
     scheduled after ``duration_s``; every request ends by ``timeout_s``. Returns the
     per-request results in send order and the schedule's span."""
     import aiohttp
     rate = _check_rate(rate)
-    if n_requests < 1 or not duration_s > 0 or not timeout_s > 0:
-        raise ValueError("n_requests, duration_s and timeout_s must be positive")
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
     bodies = list(bodies)
     if not bodies:
         raise ValueError("no request bodies to send")
-    gaps = np.random.default_rng(seed).exponential(1.0 / rate, n_requests)
-    at = np.cumsum(gaps) - gaps[0]
-    at = at[at <= duration_s]
+    at = schedule(rate, n_requests, duration_s, warmup_s, seed)
     conn = aiohttp.TCPConnector(limit=0, force_close=False)
     async with aiohttp.ClientSession(connector=conn) as session:
         t0 = time.perf_counter()
@@ -115,7 +139,7 @@ async def run_load(url: str, bodies, rate: float, n_requests: int = 200, duratio
         if not keep_bodies:
             r.pop("body", None)
     return {"results": results, "span_s": span, "schedule_s": float(at[-1]) if len(at) else 0.0,
-            "rate_per_s": rate}
+            "rate_per_s": rate, "warmup_s": float(warmup_s)}
 
 
 def load(url: str, bodies, rate: float, **kw) -> dict:
@@ -152,7 +176,7 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
     timed = [r for r in ok if r["sent_at"] >= warmup_s]
     lat = np.array([r["latency_s"] for r in timed]) * 1e3
     rec = {"kind": "loadtest", "rate_per_s": run["rate_per_s"], "sent": len(res), **counts,
-           "warmup_s": warmup_s, "duration_s": run["span_s"],
+           "warmup_s": warmup_s, "timed": len(timed), "duration_s": run["span_s"],
            "achieved_per_s": len(ok) / run["schedule_s"] if run["schedule_s"] > 0 and ok else 0.0,
            "served_per_s": len(ok) / run["span_s"] if run["span_s"] > 0 else 0.0,
            "latency_ms_p50": _pct(lat, 50), "latency_ms_p90": _pct(lat, 90),
@@ -235,14 +259,16 @@ def sequential_latency(url: str, bodies, n: int = 20, timeout_s: float = 10.0) -
 def sweep(url: str, name: str, rates, texts, n_requests: int = 200, duration_s: float = 30.0,
           timeout_s: float = 10.0, warmup_s: float = 1.0, seed: int = 0, texts_per_request: int = 1,
           timer: str = "idle", log=None) -> list[dict]:
-    """One record per rate, measured one after another against a running server."""
+    """One record per rate, measured one after another against a running server: at each
+    rate the requests of the first ``warmup_s`` seconds (left out of the statistics) and at
+    most ``n_requests`` timed ones, none sent after ``duration_s``."""
     info = server_info(url, name)
     bodies = bodies_for(info, texts, texts_per_request)
     infer = f"{url}/v2/models/{name}/infer"
     out = []
     for k, rate in enumerate(rates):
         run = load(infer, bodies, rate, n_requests=n_requests, duration_s=duration_s,
-                   timeout_s=timeout_s, seed=seed + k)
+                   timeout_s=timeout_s, seed=seed + k, warmup_s=warmup_s)
         rec = load_record(run, info, warmup_s=warmup_s, timer=timer, seed=seed)
         rec["texts_per_request"] = texts_per_request
         out.append(rec)
