@@ -20,6 +20,16 @@ def tokenizer_for(ckpt: Checkpoint) -> Tokenizer | None:
                      max_positions=ckpt.config.max_position_embeddings)
 
 
+def with_task_head(ckpt: Checkpoint, task: Task, num_labels: int | None = None, seed: int = 0) -> Checkpoint:
+    """``ckpt`` with ``task``'s head: its own, else the one shipped in ``bertg4/heads/`` for
+    this encoder and task, else a seeded random one. The caller's checkpoint never changes:
+    a head it lacks goes into a copy."""
+    if task.head and task.head not in ckpt.heads:
+        ckpt = dataclasses.replace(ckpt, weights=dict(ckpt.weights), notes=list(ckpt.notes))
+        add_head(ckpt, task.head, num_labels=num_labels or task.num_labels, seed=seed, task=task.name)
+    return ckpt
+
+
 def load(model: str = "embedded", task: str | Task = "embedding", engine: str = "pt",
          recipe: str | Recipe = "baseline", device: str = "cpu", *, seq_length: int = 128,
          dtype: str | None = None, config: str | BertConfig | None = None,
@@ -43,10 +53,7 @@ def load(model: str = "embedded", task: str | Task = "embedding", engine: str = 
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
     ckpt = checkpoint or load_checkpoint(model, config=config, vocab=vocab, seed=seed)
-    if task.head and task.head not in ckpt.heads:
-        # never change the caller's checkpoint: the head lives in this predictor only
-        ckpt = dataclasses.replace(ckpt, weights=dict(ckpt.weights), notes=list(ckpt.notes))
-        add_head(ckpt, task.head, num_labels=num_labels or task.num_labels, seed=seed, task=task.name)
+    ckpt = with_task_head(ckpt, task, num_labels, seed)
     tok = tokenizer_for(ckpt)
     if tok is not None:
         tok.check_seq_len(seq_length)

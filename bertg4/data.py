@@ -160,6 +160,18 @@ def sample_sst() -> TextSet:
     return read_tsv(os.path.join(SAMPLES, "sst_sample.tsv"))
 
 
+def calibration_batch(tokenizer, seq_length: int, vocab_size: int):
+    """What INT8 calibrates on: the 32 sample sentences shipped with bertg4 (random token ids
+    when there is no vocabulary)."""
+    import numpy as np
+    from .text import Batch
+    if tokenizer is not None:
+        return tokenizer.encode_sentences(sample_sst().first, seq_len=seq_length)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, vocab_size, size=(32, seq_length))
+    return Batch(ids, np.zeros_like(ids), np.full(32, seq_length, np.int64))
+
+
 @dataclass
 class QASet:
     ids: list[str]

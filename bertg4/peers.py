@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ort import ORTUnavailable
 from .padding import trim
 from .recipe import NotApplicable
 from .traffic import Traffic, time_passes, traffic_batch, traffic_timing
@@ -148,6 +149,8 @@ def measure_peer(name: str, ckpt, task, traffic: Traffic, batch, batch_size: int
             raise ValueError(f"unknown peer {name!r}: choose one of {', '.join(PEERS)}")
     except NotApplicable as e:
         return {**base, "status": "not applicable", "reason": str(e)}
+    except ORTUnavailable as e:
+        return {**base, "status": "not available", "reason": str(e)}
     out = run()
     base["timed"] = timed
     if reference is not None and len(out) == len(reference):
@@ -183,14 +186,14 @@ def run_peers(model: str, task_name: str, traffic_name: str, batch_sizes, device
               vocab: str | None = None, names=None, max_rows: int | None = None,
               log=print) -> list[dict]:
     """Every peer of ``task`` (or ``names``) on one traffic source, one record per batch size."""
-    from .api import load
+    from .api import load, with_task_head
     from .checkpoint import load_checkpoint
     from .tasks import get_task
     from .traffic import load_traffic
     task = get_task(task_name)
     ckpt = load_checkpoint(model, vocab=vocab)
     p = load(task=task, engine="pt", device=device, seq_length=seq_length, checkpoint=ckpt)
-    ckpt = _with_head(ckpt, p, task)
+    ckpt = with_task_head(ckpt, task)  # the head the predictor got: the peers compute the same function
     traffic = load_traffic(traffic_name, p.tokenizer, max_rows=max_rows)
     batch = traffic_batch(p, traffic)
     records = []
@@ -206,17 +209,6 @@ def run_peers(model: str, task_name: str, traffic_name: str, batch_sizes, device
             else:
                 log(f"  {name:<26} {rec['status']}: {rec['reason']}")
     return records
-
-
-def _with_head(ckpt, predictor, task):
-    """The checkpoint with the task head the predictor was given (a seeded random head when the
-    checkpoint has none), so the peers compute the same function."""
-    import dataclasses
-    from .checkpoint import add_head
-    if task.head and task.head not in ckpt.heads:
-        ckpt = dataclasses.replace(ckpt, weights=dict(ckpt.weights), notes=list(ckpt.notes))
-        add_head(ckpt, task.head, num_labels=task.num_labels, seed=0)
-    return ckpt
 
 
 __all__ = ["PEERS", "peers_for", "measure_peer", "run_peers"]

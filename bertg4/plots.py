@@ -611,3 +611,61 @@ def op_breakdown(records: list[dict], noisy=False):
     if reason:
         stamp_noise(fig, reason)
     return fig
+
+
+def traffic_label(r: dict) -> str:
+    """"engine recipe, padding" for a real-traffic record (a peer: its name and its padding)."""
+    if r.get("peer"):
+        return f"{r['engine']} ({r.get('padding')})"
+    return f"bertg4 {r['engine']} {r.get('recipe')}, {r.get('padding')}"
+
+
+def traffic_throughput(records: list[dict], lengths=None, seq_length: int | None = None, noisy=False):
+    """Real traffic: the request-length histogram (``lengths``: tokens per request, with
+    ``seq_length`` marked) beside sentences/s of every engine and padding mode and every peer
+    on that traffic, one bar each with its spread over repeats (slowest to fastest pass) and
+    its padding waste (computed tokens / real tokens). ``records``: real-traffic records of
+    :func:`bertg4.traffic.run_traffic` (``status`` ok) of one traffic source and batch size.
+    The title names the device; ``noisy`` stamps the figure. Returns the Figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    ok = [r for r in records if r.get("status") == "ok" and r.get("sentences_per_s")]
+    if not ok:
+        raise ValueError("no measured real-traffic records to plot")
+    sources = {(r.get("traffic"), r.get("batch_size")) for r in ok}
+    if len(sources) > 1:
+        raise ValueError(f"one traffic source and batch size per figure, got {sorted(map(str, sources))}")
+    (traffic, batch_size), = sources
+    ok = sorted(ok, key=lambda r: r["sentences_per_s"])
+    hist = lengths is not None
+    fig, axes = plt.subplots(1, 2 if hist else 1, figsize=(11 if hist else 6.5, 0.45 * len(ok) + 2.4),
+                             gridspec_kw={"width_ratios": [1, 1.6]} if hist else None)
+    ax = axes[-1] if hist else axes
+    if hist:
+        v = np.asarray(lengths)
+        h = axes[0]
+        h.hist(v, bins=min(40, max(5, int(v.max() - v.min() + 1))), color="tab:blue", alpha=0.8)
+        for q, style, label in ((np.mean(v), "-", "mean"), (np.percentile(v, 99), "--", "p99")):
+            h.axvline(q, color="black", ls=style, lw=1, label=label)
+        h.legend(fontsize=7)
+        h.set(xlabel="tokens per request (WordPiece, with [CLS] and [SEP])", ylabel="requests",
+              title=f"{traffic}: {len(v)} requests, mean {v.mean():.1f}, p99 {np.percentile(v, 99):.0f}, "
+                    f"max {v.max()}" + (f"\nfixed padding computes {seq_length} per request" if seq_length else ""))
+        h.title.set_fontsize(8)
+    y = np.arange(len(ok))
+    rate = np.array([r["sentences_per_s"] for r in ok])
+    lo = np.array([r["rows"] / r["seconds_max"] for r in ok])
+    hi = np.array([r["rows"] / r["seconds_min"] for r in ok])
+    colors = ["tab:gray" if r.get("peer") else "tab:green" for r in ok]
+    ax.barh(y, rate, color=colors, xerr=[rate - lo, hi - rate], capsize=3, alpha=0.85)
+    for k, r in enumerate(ok):
+        ax.annotate(f" {r['sentences_per_s']:.0f}/s, waste {r['padding_waste']:.2f}", (hi[k], k),
+                    va="center", fontsize=7)
+    ax.set_yticks(y, [traffic_label(r) for r in ok], fontsize=7)
+    ax.set(xlabel="sentences/s (median pass; bar: slowest to fastest)")
+    ax.set_xlim(0, hi.max() * 1.45)
+    ax.grid(axis="x", alpha=0.3)
+    reps = sorted({r.get("repeats") for r in ok})
+    ax.set_title(f"{traffic}, batch {batch_size}, {'-'.join(map(str, [reps[0], reps[-1]][:len(set(reps))]))} "
+                 f"timed passes each; green: bertg4, gray: peers\n{measured_on(ok)}", fontsize=8)
+    return _finish(fig, noisy, ok)

@@ -320,5 +320,36 @@ def format_traffic(records: list[dict]) -> str:
     return "\n\n".join(parts) if parts else "no real-traffic records"
 
 
-__all__ = ["run_traffic", "format_traffic", "SOURCES", "Traffic", "check_traffic", "lognormal_params",
+def precision(r: dict) -> str:
+    """``int8`` for INT8 rows (a recipe or a peer), else the record's dtype."""
+    return "int8" if "int8" in str(r.get("recipe")) or "int8" in str(r.get("engine")) else str(r.get("dtype"))
+
+
+def traffic_ratios(records: list[dict]) -> list[dict]:
+    """bertg4's fastest row against every peer of the same (task, traffic, batch size) and
+    precision (INT8 against INT8, float32 against float32):
+    ``ratio`` of median sentences/s, bounded by the passes' spread (``low``: bertg4's slowest
+    pass over the peer's fastest; ``high``: the other way round). ``verdict`` is "faster" or
+    "slower" only when the whole band is on that side of 1, else "within the spread"."""
+    ok = [r for r in records if r.get("traffic") and r.get("status") == "ok"]
+    out = []
+    for key in dict.fromkeys((r["task"], r["traffic"], r["batch_size"], precision(r)) for r in ok):
+        rows = [r for r in ok if (r["task"], r["traffic"], r["batch_size"], precision(r)) == key]
+        mine = [r for r in rows if not r.get("peer")]
+        if not mine:
+            continue
+        best = max(mine, key=lambda r: r["sentences_per_s"])
+        for peer in (r for r in rows if r.get("peer")):
+            low = peer["seconds_min"] / best["seconds_max"]
+            high = peer["seconds_max"] / best["seconds_min"]
+            out.append({"task": key[0], "traffic": key[1], "batch_size": key[2], "precision": key[3],
+                        "engine": best["engine"],
+                        "recipe": best["recipe"], "padding": best["padding"], "peer": peer["engine"],
+                        "peer_padding": peer["padding"], "ratio": best["sentences_per_s"] / peer["sentences_per_s"],
+                        "low": low, "high": high,
+                        "verdict": "faster" if low > 1 else "slower" if high < 1 else "within the spread"})
+    return out
+
+
+__all__ = ["run_traffic", "format_traffic", "traffic_ratios", "precision", "SOURCES", "Traffic", "check_traffic", "lognormal_params",
            "lognormal_traffic", "load_traffic", "traffic_batch", "length_stats", "measure_traffic"]

@@ -112,11 +112,70 @@ def test_peers_compute_what_bertg4_computes_and_make_records(embedded):
     assert "× hf-longest" in table and "× sentence-transformers" in table and "1.00×" in table
 
 
+def test_classification_peers_use_the_predictors_head(embedded):
+    # the embedded model's SST head is the shipped probe: the peer must run it, not a random head
+    (hf,) = P.run_peers("embedded", "SST", "sst2-dev", [8], warmup=0, repeats=1, max_rows=24,
+                        names=["hf-longest"], log=lambda *_: None)
+    assert hf["status"] == "ok" and hf["max_abs_vs_bertg4_fp32"] < 1e-4, hf
+    assert hf["argmax_agreement_vs_bertg4_fp32"] == 1.0
+
+
 def test_peers_that_do_not_run_a_task_say_so(embedded):
     (st,) = P.run_peers("embedded", "SST", "sst2-dev", [8], warmup=0, repeats=1, max_rows=8,
                                    names=["sentence-transformers"], log=lambda *_: None)
     assert st["status"] == "not applicable" and "embedding task only" in st["reason"]
     assert P.peers_for(bertg4.get_task("QA")) == ["ort-longest", "ort-int8-longest"]
+
+
+def test_a_peer_without_onnxruntime_says_so(embedded, monkeypatch):
+    import bertg4.ort
+    from bertg4.ort import ORTUnavailable
+
+    def missing(*a, **k):
+        raise ORTUnavailable("engine 'ort' needs onnxruntime and onnx (test): pip install ...")
+    monkeypatch.setattr(bertg4.ort, "build", missing)
+    (r,) = P.run_peers("embedded", "SST", "sst2-dev", [8], warmup=0, repeats=1, max_rows=8,
+                       names=["ort-longest"], log=lambda *_: None)
+    assert r["status"] == "not available" and "onnxruntime" in r["reason"]
+
+
+def _traffic_rec(engine, padding, seconds, peer=False, spread=0.1):
+    return {"engine": engine, "recipe": "baseline", "task": "SST", "traffic": "sst2-dev", "batch_size": 32,
+            "padding": padding, "status": "ok", "peer": peer, "rows": 100, "real_tokens": 2300,
+            "padding_waste": 1.0 if padding == "packed" else 1.2, "seconds_median": seconds,
+            "seconds_min": seconds / (1 + spread / 2), "seconds_max": seconds * (1 + spread / 2),
+            "spread": spread, "sentences_per_s": 100 / seconds, "repeats": 3, "device_name": "Test CPU"}
+
+
+def test_traffic_ratios_take_the_fastest_mode_and_state_only_what_the_spread_allows():
+    recs = [_traffic_rec("pt", "longest", 1.0), _traffic_rec("pt", "packed", 0.5),
+            _traffic_rec("hf-longest", "longest (in order)", 1.0, peer=True),
+            _traffic_rec("ort-longest", "longest (in order)", 0.52, peer=True, spread=0.3),
+            {"engine": "ort-int8-longest", "status": "not available", "reason": "no onnxruntime", "peer": True}]
+    by = {g["peer"]: g for g in T.traffic_ratios(recs)}
+    assert set(by) == {"hf-longest", "ort-longest"}
+    assert by["hf-longest"]["padding"] == "packed" and by["hf-longest"]["ratio"] == pytest.approx(2.0)
+    assert by["hf-longest"]["verdict"] == "faster" and by["hf-longest"]["low"] > 1
+    assert by["ort-longest"]["verdict"] == "within the spread"
+    assert by["ort-longest"]["low"] < by["ort-longest"]["ratio"] < by["ort-longest"]["high"]
+
+
+def test_traffic_figure_draws_histogram_bars_device_and_noise():
+    import matplotlib
+    matplotlib.use("Agg")
+    from bertg4 import plots
+    recs = [_traffic_rec("pt", "fixed", 4.0), _traffic_rec("pt", "packed", 0.5),
+            _traffic_rec("hf-longest", "longest (in order)", 1.0, peer=True)]
+    fig = plots.traffic_throughput(recs, np.array([5, 9, 22, 23, 40]), seq_length=128, noisy="smoke sizes")
+    hist, bars = fig.axes
+    assert "5 requests" in hist.get_title() and "computes 128" in hist.get_title()
+    assert [t.get_text() for t in bars.get_yticklabels()] == [
+        "bertg4 pt baseline, fixed", "hf-longest (longest (in order))", "bertg4 pt baseline, packed"]
+    assert "Test CPU" in bars.get_title() and any("smoke sizes" in t.get_text() for t in fig.texts)
+    with pytest.raises(ValueError, match="one traffic source and batch size"):
+        plots.traffic_throughput(recs + [{**recs[0], "batch_size": 8}])
+    with pytest.raises(ValueError, match="no measured"):
+        plots.traffic_throughput([{"status": "not available"}])
 
 
 def test_bench_traffic_cli_writes_records_beside_fixed_shapes_and_cost_prices_both(tmp_path, capsys):

@@ -275,7 +275,8 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
     if recipe.int8:
         from .quantize import quantize_block
         if calibration is None:
-            calibration = default_calibration(tokenizer, seq_length, ckpt.config)
+            from ..data import calibration_batch
+            calibration = calibration_batch(tokenizer, seq_length, ckpt.config.vocab_size)
         predictor = MXNetPredictor(quantize_block(block, calibration, ctx), **common)
         predictor.notes = predictor.notes + [f"INT8: oneDNN quantization calibrated on {len(calibration)} "
                                              "sequences (calib_mode naive)"]
@@ -295,16 +296,6 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
     predictor._folder = folder
     predictor.graph_report = report
     return predictor
-
-
-def default_calibration(tokenizer: Tokenizer | None, seq_length: int, cfg: BertConfig) -> Batch:
-    """The 32 SST-2 sample sentences shipped with bertg4 (random token ids without a vocabulary)."""
-    from ..data import sample_sst
-    if tokenizer is not None:
-        return tokenizer.encode_sentences(sample_sst().first, seq_len=seq_length)
-    rng = np.random.default_rng(0)
-    ids = rng.integers(1, cfg.vocab_size, size=(32, seq_length))
-    return Batch(ids, np.zeros_like(ids), np.full(32, seq_length, np.int64))
 
 
 def load_exported(path: str, device: str | None = None) -> MXNetPredictor:

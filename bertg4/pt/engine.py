@@ -212,22 +212,6 @@ def _export(module, args, shapes, path):
     torch.export.save(program, path)
 
 
-def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic INT8 quantization of every ``nn.Linear``: weights int8 per output channel,
-    activations quantized per call from their observed range; the rest stays float32.
-
-    Per-channel weight scales matter: with one scale per tensor the embedded MiniLM's
-    sentence embeddings kept a mean cosine similarity of only 0.93 with float32's on SST-2
-    dev sentences, 0.97 per channel (``tests/test_mx.py`` measures the current choice).
-    """
-    import warnings
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-    with warnings.catch_warnings():  # torch marks its quantized tensors deprecated, not removed
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig},
-                                dtype=torch.qint8)
-
-
 def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe = "baseline",
           device: str = "cpu", seq_length: int = 128, tokenizer: Tokenizer | None = None,
           num_labels: int | None = None) -> TorchPredictor:
@@ -240,14 +224,20 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
                          safe=recipe.safe_accumulation)
     M.load_weights(module, ckpt.weights)
     module = module.to(dev, TORCH_DTYPES[recipe.dtype]).eval()
+    notes = list(ckpt.notes)
     if recipe.int8:
-        module = quantize_int8(module)
+        from ..data import calibration_batch
+        from .quantize import describe, quantize_int8
+        calib = calibration_batch(tokenizer, seq_length, ckpt.config.vocab_size)
+        calib = trim(calib, int(calib.valid_length.max()))
+        calib = tuple(torch.from_numpy(a) for a in (calib.input_ids, calib.token_types, calib.valid_length))
+        module, int8_report = quantize_int8(module, calib)
+        notes.append(describe(int8_report))
     packed = M.Packed(module).eval()  # the same weights (quantized ones too)
     report = None
     if recipe.graph_pass:
         module, report = graph_pass.apply(module)
         packed, _ = graph_pass.apply(packed)
-    notes = list(ckpt.notes)
     if recipe.attention == "sdpa" and dev.type == "cuda" and \
             not varlen_kernel(TORCH_DTYPES[recipe.dtype], dev.type):
         notes.append("packed: this torch has no FlashAttention varlen kernel for this dtype/device; "
