@@ -101,21 +101,15 @@ class TorchPredictor(Predictor):
 
     @property
     def default_padding(self) -> str:
-        """``longest`` on a CPU, ``packed`` on a CUDA GPU where the varlen kernel runs.
+        """``packed`` wherever this predictor has a packed module, else ``longest``.
 
-        On the CPU this was measured (fp32, embedded MiniLM, SST-2 dev sentences, batch 32,
-        rows sorted by length, interleaved repeats, on a loaded machine): ``longest`` and
-        ``packed`` both run several times faster than ``fixed``; between the two, packed had
-        no consistent lead (with naive attention ahead by medians, level by best times;
-        with SDPA behind): sorted batches of
-        short sentences leave little padding, and the per-layer gathers cost about what
-        that padding costs. On a GPU, large batches (the article's 128) leave more padding
-        and FlashAttention's varlen kernel needs no gathers, so ``packed`` is the choice
-        there; ``scripts/gpu_suite.sh`` records both to confirm it."""
-        if "packed" in self.padding_modes and self.torch_device.type == "cuda" \
-                and varlen_kernel(TORCH_DTYPES[self.recipe.dtype], "cuda"):
-            return "packed"
-        return "longest"
+        Measured on the CPU (fp32 and int8, embedded MiniLM, all 872 SST-2 dev sentences, batch
+        32, an idle 2-core machine, median of 3 passes; ``results/2026-11-29_cpu_traffic*``):
+        ``packed`` ran 1.13-1.20x ``longest`` in float32 and 1.05-1.12x in INT8, although it
+        re-pads each batch for attention there. On a CUDA GPU FlashAttention's varlen kernel
+        (fp16/bf16 ``sdpa`` rungs) runs the packed tokens with no re-padding at all;
+        ``scripts/gpu_suite.sh`` records both modes to check the choice there."""
+        return "packed" if "packed" in self.padding_modes else "longest"
 
     def prepare(self, batch: Batch):
         dev = self.torch_device
