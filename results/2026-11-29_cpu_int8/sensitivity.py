@@ -67,3 +67,11 @@ for n in [n for n in names if n.startswith("bert.layers.0.")]:
 print("\nInput outlier ratio (largest channel max |x| / median channel's, 32 sample sentences), top 8:\n")
 for n, r in sorted(ratios.items(), key=lambda kv: -kv[1])[:8]:
     print(f"- {n}: {r:.1f}")
+
+print("\nbertg4's int8 recipe (bertg4.load(..., recipe='int8')) against float32, per padding mode:\n")
+print("| padding | agreement with fp32 | labels changed |")
+print("|---|---:|---:|")
+q = bertg4.load(model, task="SST", engine="pt", recipe="int8")
+for mode in ("fixed", "longest", "packed"):
+    a = (q.predict(texts, padding=mode) == p.predict(texts, padding=mode)).mean()
+    print(f"| {mode} | {100 * a:.2f} % | {round((1 - a) * len(texts))} |", flush=True)
