@@ -135,6 +135,15 @@ def test_schedule_times_requests_after_the_warm_up():
         schedule(0.0, 10, duration_s=2.0)
 
 
+def test_a_level_meets_a_p99_target_only_with_nothing_rejected_failed_or_lost():
+    from bertg4.serve.loadtest import meets_target
+    ok = {"latency_ms_p99": 90.0, "rejected": 0, "failed": 0, "lost": 0}
+    assert meets_target(ok, 100.0) and not meets_target(ok, 80.0)
+    for k in ("rejected", "failed", "lost"):
+        assert not meets_target({**ok, k: 1}, 100.0)
+    assert not meets_target({**ok, "latency_ms_p99": None}, 100.0)  # nothing timed
+
+
 def test_serve_config_is_a_valid_serve_config(tmp_path):
     import yaml
     from ray.serve.schema import ServeDeploySchema
@@ -330,6 +339,23 @@ def test_loadtest_record(server, sst2_dev, tmp_path, measured):
     assert [p.rsplit("/", 1)[1] for p in paths] == ["records.jsonl", "table.md", "loadtest.png"]
     measured("serve: p50 measured / simulated at 6 req/s (ms)",
              f"{r['latency_ms_p50']:.1f} / {r['p50_ms_simulated']:.1f}")
+
+
+def test_loadtest_command_prices_the_best_level_of_the_run(server, tmp_path):
+    from bertg4.cli import main
+    out = tmp_path / "lt"
+    target = 5000.0  # every level meets it: the summary must take the fastest of them all
+    assert main(["loadtest", "--url", server.url, "--rates", "3", "--find-max", "--p99-ms", str(target),
+                 "--requests", "6", "--duration", "4", "--warmup", "0.5", "--price-per-hour", "0.5",
+                 "--output", str(out)]) == 0
+    recs = [json.loads(line) for line in open(out / "records.jsonl")]
+    (summary,) = [r for r in recs if r["kind"] == "summary"]
+    levels = [r for r in recs if r["kind"] in ("loadtest", "find_max")]
+    assert {r["kind"] for r in levels} == {"loadtest", "find_max"} and all(r["lost"] == 0 for r in levels)
+    best = max((r for r in levels if r["latency_ms_p99"] <= target and r["rejected"] == r["failed"] == 0),
+               key=lambda r: r["achieved_per_s"])
+    assert summary["max_rate_per_s"] == best["achieved_per_s"] and summary["max_rate_kind"] == best["kind"]
+    assert summary["dollars_per_million"] == pytest.approx(0.5 / (best["achieved_per_s"] * 3600) * 1e6)
 
 
 @pytest.mark.parametrize("task, rows", [

@@ -295,6 +295,13 @@ def measure_capacity(url: str, name: str, texts, n_requests: int = 300, duration
     return rec
 
 
+def meets_target(r: dict, p99_target_ms: float) -> bool:
+    """A load level counts at a p99 target when its measured p99 meets it and no request was
+    rejected, failed or lost."""
+    return (r.get("latency_ms_p99") is not None and r["latency_ms_p99"] <= p99_target_ms
+            and r["lost"] == 0 and r["failed"] == 0 and r["rejected"] == 0)
+
+
 def find_max(url: str, name: str, p99_target_ms: float, texts, n_requests: int = 300,
              duration_s: float = 30.0, timeout_s: float = 10.0, warmup_s: float = 1.0, steps: int = 4,
              seed: int = 0, timer: str = "idle", log=None) -> dict:
@@ -314,8 +321,7 @@ def find_max(url: str, name: str, p99_target_ms: float, texts, n_requests: int =
     cal = records[0]
 
     def meets(r):
-        return (r["latency_ms_p99"] is not None and r["latency_ms_p99"] <= p99_target_ms
-                and r["lost"] == 0 and r["failed"] == 0 and r["rejected"] == 0)
+        return meets_target(r, p99_target_ms)
     lo, hi = (cal["rate_per_s"] if meets(cal) else 0.0), None
     rate = 2 * calib_rate
     if cal.get("service_ms_curve"):
