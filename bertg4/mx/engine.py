@@ -23,7 +23,6 @@ import warnings
 import numpy as np
 
 from ..checkpoint import Checkpoint
-from ..config import BertConfig
 from ..system import cpu_name
 from ..exported import predictor_fields, read_manifest, write_manifest
 from ..predictor import Predictor

@@ -220,11 +220,8 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
     module = module.to(dev, TORCH_DTYPES[recipe.dtype]).eval()
     notes = list(ckpt.notes)
     if recipe.int8:
-        from ..data import calibration_batch
-        from .quantize import describe, quantize_int8
-        calib = calibration_batch(tokenizer, seq_length, ckpt.config.vocab_size)
-        calib = trim(calib, int(calib.valid_length.max()))
-        calib = tuple(torch.from_numpy(a) for a in (calib.input_ids, calib.token_types, calib.valid_length))
+        from .quantize import calibration_inputs, describe, quantize_int8
+        calib = calibration_inputs(tokenizer, seq_length, ckpt.config.vocab_size)
         module, int8_report = quantize_int8(module, calib)
         notes.append(describe(int8_report))
     packed = M.Packed(module).eval()  # the same weights (quantized ones too)

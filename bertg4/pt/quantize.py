@@ -88,6 +88,30 @@ def keep_float(ratios: dict[str, float], threshold: float = OUTLIER_RATIO) -> li
     return [name] if ratios[name] >= threshold else []
 
 
+def calibration_inputs(tokenizer, seq_length: int, vocab_size: int) -> tuple:
+    """The module's inputs for :func:`outliers`: :func:`bertg4.data.calibration_batch` cut
+    to its longest row, as tensors ``(input_ids, token_types, valid_length)``."""
+    from ..data import calibration_batch
+    from ..padding import trim
+    calib = calibration_batch(tokenizer, seq_length, vocab_size)
+    calib = trim(calib, int(calib.valid_length.max()))
+    return tuple(torch.from_numpy(a) for a in (calib.input_ids, calib.token_types, calib.valid_length))
+
+
+def quantize_linears(module: torch.nn.Module, names, reduce_range: bool) -> torch.nn.Module:
+    """Replace the Linears ``names`` of ``module`` (in place) by :class:`Linear8`s."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+    with warnings.catch_warnings():  # torch marks its quantized tensors deprecated, not removed
+        warnings.simplefilter("ignore")
+        for name in names:
+            parent, _, leaf = name.rpartition(".")
+            owner = module.get_submodule(parent) if parent else module
+            lin = getattr(owner, leaf)
+            lin.qconfig = per_channel_dynamic_qconfig
+            setattr(owner, leaf, Linear8.from_float(lin, reduce_range=reduce_range))
+    return module
+
+
 def quantize_int8(module: torch.nn.Module, calibration: tuple | None = None,
                   reduce_range: bool | None = None) -> tuple[torch.nn.Module, dict]:
     """Replace every ``nn.Linear`` of ``module`` (in place) by a :class:`Linear8`, except the
@@ -100,17 +124,7 @@ def quantize_int8(module: torch.nn.Module, calibration: tuple | None = None,
         reduce_range = not cpu_has_vnni()
     ratios = outliers(module, calibration) if calibration is not None else {}
     kept = keep_float(ratios)
-    from torch.ao.quantization import per_channel_dynamic_qconfig
-    with warnings.catch_warnings():  # torch marks its quantized tensors deprecated, not removed
-        warnings.simplefilter("ignore")
-        for name in linears(module):
-            if name in kept:
-                continue
-            parent, _, leaf = name.rpartition(".")
-            owner = module.get_submodule(parent) if parent else module
-            lin = getattr(owner, leaf)
-            lin.qconfig = per_channel_dynamic_qconfig
-            setattr(owner, leaf, Linear8.from_float(lin, reduce_range=reduce_range))
+    quantize_linears(module, [n for n in linears(module) if n not in kept], reduce_range)
     report = {"activation_bits": 7 if reduce_range else 8, "kept_float32": kept,
               "outlier_ratio": {n: round(r, 2) for n, r in sorted(ratios.items(), key=lambda kv: -kv[1])}}
     return module, report

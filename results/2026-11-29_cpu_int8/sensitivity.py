@@ -8,11 +8,9 @@ import sys
 import warnings
 
 import numpy as np
-import torch
 
 import bertg4
 from bertg4 import data as D
-from bertg4.padding import trim
 from bertg4.pt import quantize as Q
 
 warnings.simplefilter("ignore")
@@ -27,14 +25,7 @@ names = Q.linears(base)
 
 def agreement(selected, reduce_range):
     """Quantize only ``selected`` Linears; agreement of the labels with float32's, max |logit diff|."""
-    m = copy.deepcopy(base)
-    for name in selected:
-        parent, _, leaf = name.rpartition(".")
-        owner = m.get_submodule(parent) if parent else m
-        lin = getattr(owner, leaf)
-        lin.qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-        setattr(owner, leaf, Q.Linear8.from_float(lin, reduce_range=reduce_range))
-    p.module = m
+    p.module = Q.quantize_linears(copy.deepcopy(base), selected, reduce_range)
     out = p.infer(feats, 32, padding="longest")
     p.module = base
     return float((out.argmax(1) == ref.argmax(1)).mean()), float(np.abs(out - ref).max())
@@ -51,10 +42,7 @@ print("| quantized | activation bits | agreement with fp32 | labels changed | ma
 print("|---|---:|---:|---:|---:|")
 show("every Linear (PyTorch's default)", names, reduce_range=True)
 show("every Linear", names)
-calib = D.calibration_batch(p.tokenizer, 128, p.config.vocab_size)
-calib = trim(calib, int(calib.valid_length.max()))  # what the engine calibrates on
-ratios = Q.outliers(base, tuple(torch.from_numpy(a) for a in (calib.input_ids, calib.token_types,
-                                                              calib.valid_length)))
+ratios = Q.outliers(base, Q.calibration_inputs(p.tokenizer, 128, p.config.vocab_size))  # as the engine does
 kept = Q.keep_float(ratios)
 show(f"every Linear but {', '.join(kept)} (bertg4's int8)", [n for n in names if n not in kept])
 show("every Linear but the FFN output projections (ffn2)", [n for n in names if not n.endswith("ffn2")])
