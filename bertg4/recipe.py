@@ -18,7 +18,10 @@ Extras beside the ladder: ``bf16``, ``sdpa-fp16``/``sdpa-fp32`` (PyTorch's fused
 comparison: INT8 GEMMs; PyTorch dynamic quantization, or MXNet's oneDNN quantization with
 calibration) and ``compile-fp32`` (beyond the article: ``torch.compile``/inductor over the
 SDPA model; PyTorch only, compiled on the first call of each shape, so warm-up keeps compile
-time out of the steady state; not with CUDA graphs or INT8, and not exported).
+time out of the steady state; not with CUDA graphs or INT8, and not exported) and
+``onednn-fp32`` (beyond the article, the graph pass carried on to a CPU: after it, every
+Linear runs on oneDNN with its weight prepacked once at build time, and bias+GELU runs inside
+the FFN's first Linear kernel; PyTorch on a CPU only, float32, not exported).
 
 An engine that cannot honour a switch on the current device raises
 :class:`NotApplicable` -- it never runs something else silently.
@@ -47,6 +50,7 @@ class Recipe:
     cuda_graphs: bool = False        # capture and replay per (batch, seq) shape (CUDA)
     int8: bool = False               # INT8 GEMMs on a CPU (pt: dynamic quantization; mx: oneDNN, calibrated)
     compile: bool = False            # torch.compile (inductor) of the model (pt only)
+    onednn: bool = False             # oneDNN Linears, weights prepacked, bias+GELU fused (pt, CPU fp32)
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
@@ -66,6 +70,9 @@ class Recipe:
         if self.compile and (self.cuda_graphs or self.int8):
             raise NotApplicable(f"recipe {self.name}: compile cannot apply with "
                                 f"{'cuda_graphs (inductor captures its own graphs)' if self.cuda_graphs else 'int8 (inductor does not compile dynamically quantized Linear layers)'}")
+        if self.onednn and (self.dtype != "float32" or not self.graph_pass or self.int8 or self.compile):
+            raise ValueError("onednn prepacks the graph pass's float32 Linears: it needs dtype float32 and "
+                             "graph_pass, without int8 or compile")
         if self.int8 and (self.dtype != "float32" or self.graph_pass or self.cuda_graphs):
             raise ValueError("int8 quantizes the float32 model's Linear/FullyConnected layers: it needs "
                              "dtype float32, no graph pass and no CUDA graphs")
@@ -97,7 +104,8 @@ EXTRA = [Recipe("bf16", "bfloat16"), Recipe("sdpa-fp16", "float16", attention="s
          Recipe("sdpa-fp32", attention="sdpa"),
          Recipe("interleaved-fp32", attention="interleaved"),
          Recipe("graph-pass-fp32", attention="interleaved", graph_pass=True),
-         Recipe("int8", int8=True), Recipe("compile-fp32", attention="sdpa", compile=True)]
+         Recipe("int8", int8=True), Recipe("compile-fp32", attention="sdpa", compile=True),
+         Recipe("onednn-fp32", attention="interleaved", graph_pass=True, onednn=True)]
 RECIPES = {r.name: r for r in ladder() + EXTRA}
 
 

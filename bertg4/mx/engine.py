@@ -71,6 +71,9 @@ def check_applicable(recipe: Recipe, ctx) -> None:
                             "LayerNorm run on a GPU only; on a CPU this engine runs float32 rungs")
     if recipe.cuda_graphs:
         raise NotApplicable(f"recipe {recipe.name}: the mx engine does not capture CUDA graphs")
+    if getattr(recipe, "onednn", False):
+        raise NotApplicable(f"recipe {recipe.name}: the prepacked oneDNN Linear pass is PyTorch's; the mx "
+                            "engine's CPU FullyConnected already runs on oneDNN")
     if getattr(recipe, "compile", False):
         raise NotApplicable(f"recipe {recipe.name}: torch.compile is a PyTorch step; the mx engine "
                             "has no compile")

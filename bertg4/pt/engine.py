@@ -51,8 +51,16 @@ def check_applicable(recipe: Recipe, device: torch.device) -> None:
                 "numerical effect")
         if recipe.cuda_graphs:
             raise NotApplicable(f"recipe {recipe.name}: CUDA graphs need a CUDA GPU")
+        if recipe.onednn:
+            from . import onednn
+            if not onednn.available():
+                raise NotApplicable(f"recipe {recipe.name}: torch {torch.__version__} has no oneDNN "
+                                    "prepacked Linear (torch.ops.mkldnn._linear_pointwise)")
     elif recipe.int8:
         raise NotApplicable(f"recipe {recipe.name}: PyTorch's dynamic INT8 quantization runs on a CPU")
+    elif recipe.onednn:
+        raise NotApplicable(f"recipe {recipe.name}: oneDNN's prepacked Linear is a CPU kernel; on a GPU "
+                            "the graph pass's Linears run on cuBLAS (graph-pass rungs)")
 
 
 def compiled(module: torch.nn.Module) -> torch.nn.Module:
@@ -174,6 +182,10 @@ class TorchPredictor(Predictor):
         if self.recipe.int8:
             raise NotApplicable(f"recipe {self.recipe.name}: torch.export cannot export dynamically "
                                 "quantized Linear layers; run the INT8 model as built")
+        if self.recipe.onednn:
+            raise NotApplicable(f"recipe {self.recipe.name}: oneDNN's prepacked weights are opaque tensors "
+                                "of the running process and torch.export cannot carry them; export "
+                                "graph-pass-fp32 (the same graph before prepacking)")
         if self.recipe.compile:
             raise NotApplicable(f"recipe {self.recipe.name}: torch.compile is a just-in-time step of "
                                 "the running process, not part of an exported program; export the "
@@ -229,6 +241,13 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
     if recipe.graph_pass:
         module, report = graph_pass.apply(module)
         packed, _ = graph_pass.apply(packed)
+        if recipe.onednn:
+            from . import onednn
+            module, prepacked = onednn.apply(module)
+            packed, _ = onednn.apply(packed)
+            report = {**report, **prepacked}
+            notes.append(f"onednn: {prepacked['onednn_linear_gelu']} Linear+GELU and "
+                         f"{prepacked['onednn_linear']} Linear layers on oneDNN with prepacked weights")
     if recipe.attention == "sdpa" and dev.type == "cuda" and \
             not varlen_kernel(TORCH_DTYPES[recipe.dtype], dev.type):
         notes.append("packed: this torch has no FlashAttention varlen kernel for this dtype/device; "
