@@ -111,6 +111,49 @@ def test_idle_timer_and_overhead():
         S.simulate(CURVE, 5.0, 8, timer="later")
 
 
+@pytest.mark.parametrize("timer", ["idle", "arrival"])
+def test_a_budget_of_one_token_per_request_is_a_count_of_requests(timer):
+    full = cost.service_times(CURVE, 8)
+    lat, sizes = S.batch_latencies(CURVE, 60.0, 8, 0.01, n_requests=4000, seed=5, timer=timer)
+    tl, ts = S.batch_latencies(None, 60.0, 8, 0.01, n_requests=4000, seed=5, timer=timer, tokens=[1],
+                               service=lambda t: float(full[t]))
+    assert (ts == sizes).all() and np.allclose(tl, lat)
+
+
+def test_a_token_budget_bounds_every_batch():
+    tokens = [10, 30, 50]
+    lat, sizes = S.batch_latencies(None, 80.0, 64, 0.02, n_requests=3000, seed=1, tokens=tokens,
+                                   service=lambda t: 0.002 + 0.0004 * t)
+    assert sizes.max() <= 6 and sizes.min() >= 1 and sizes.sum() == 3000
+    # a batch never holds more tokens than the budget: replay the draw of token counts
+    drawn = np.random.default_rng(1 + 2).choice(np.asarray(tokens), size=3000, replace=True)
+    edges = np.cumsum(np.concatenate([[0], sizes]))
+    assert max(drawn[a:b].sum() for a, b in zip(edges[:-1], edges[1:])) <= 64
+    sim = S.simulate(None, 20.0, 64, 0.02, tokens=tokens, service=lambda t: 0.002 + 0.0004 * t, n_requests=3000)
+    assert sim["stable"] and sim["capacity_per_s"] == pytest.approx(64 / 30 / (0.002 + 0.0004 * 64))
+    with pytest.raises(ValueError, match="token counts must lie in 1..64"):
+        S.batch_latencies(None, 5.0, 64, tokens=[65], service=lambda t: 0.01)
+    a, b = S.token_service([(10, 0.006), (20, 0.010), (40, 0.018)])
+    assert a == pytest.approx(0.002) and b == pytest.approx(0.0004)
+    assert S.token_service([(16, 0.01), (16, 0.012)]) == (pytest.approx(0.011), 0.0)
+
+
+def test_a_token_budget_below_the_sequence_length_is_refused(capsys):
+    from bertg4.serve.command import main
+    assert main(["serve", "--seq-length", "64", "--max-batch-tokens", "32"]) == 2
+    assert "--max-batch-tokens 32 is below --seq-length 64" in capsys.readouterr().err
+
+
+def test_weigh_counts_texts_or_tokens(reference):
+    from bertg4.serve.app import batch_cost, weigh
+    rows = weigh(reference, ["a fine film", "bad"], by_tokens=False)
+    assert rows == ["a fine film", "bad"] and rows.cost == 2 and rows.tokens == 0
+    tok = weigh(reference, ["a fine film", "bad"], by_tokens=True)
+    want = int(reference.featurize(["a fine film", "bad"]).valid_length.sum())  # [CLS] ... [SEP] each
+    assert tok.cost == tok.tokens == want == 8
+    assert batch_cost([rows, tok]) == 2 + 8 and batch_cost([["x", "y", "z"]]) == 3
+
+
 def test_curve_from_batches():
     c = S.curve_from_batches([(1, 0.02), (1, 0.022), (3, 0.04), (4, 0.05)], 6)
     assert list(c) == [1, 2, 3, 4, 5, 6]
@@ -248,6 +291,15 @@ def test_routes(server):
     assert meta["parameters"]["seq_length"] == SEQ and meta["parameters"]["max_batch_size"] == 4
     status, err, _ = post(server.url + "/v2/models/gpt/infer", body(text=["x"]))
     assert status == 404 and "unknown model 'gpt'" in err["error"]
+    assert server.direct_urls == []  # direct ingress is off unless asked for
+
+
+def test_direct_ingress_needs_the_mode_before_ray_starts(server, monkeypatch):
+    from bertg4.serve.server import direct_ingress_urls, start
+    monkeypatch.delenv("RAY_SERVE_THROUGHPUT_OPTIMIZED", raising=False)
+    with pytest.raises(ValueError, match="must be switched on before Ray starts"):
+        start({"model": "embedded", "seq_length": SEQ}, port=free_port(), direct_ingress=True)
+    assert direct_ingress_urls("127.0.0.1", server.port) == []  # the mode is off: only the proxy
 
 
 def test_answers_equal_predict(server, reference, sst2_dev):

@@ -3,6 +3,7 @@
 Everything binds and targets 127.0.0.1, is bounded in requests and time, and shuts Ray
 down at the end.
 """
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -27,10 +29,13 @@ def free_port():
 
 
 def test_serve_command_lifecycle():
-    """`serve` says where it listens, answers, and SIGTERM stops Serve and its Ray instance."""
+    """`serve` says where it listens, answers through the proxy and, with --direct-ingress, on
+    the replica's own HTTP server alike; with --max-batch-tokens, batches fill by tokens and a
+    request larger than the budget gets 413; SIGTERM stops Serve and its Ray instance."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bertg4.serve.command", "serve", "--port", str(port),
-                             "--num-cpus", "1", "--seq-length", "16", "--threads", "1", "--max-batch-size", "2"],
+                             "--num-cpus", "1", "--seq-length", "16", "--threads", "1", "--max-batch-size", "2",
+                             "--direct-ingress", "--max-batch-tokens", "20"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
     lines = []
@@ -41,20 +46,43 @@ def test_serve_command_lifecycle():
             if not line:
                 break
             lines.append(line)
-            if "listening on" in line:
+            if "Ctrl-C" in line:
                 break
         assert any(f"listening on http://127.0.0.1:{port}" in x for x in lines), "".join(lines[-20:])
-        body = L.infer_body(["a fine film"])
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/bert/infer", data=body)
-        with urllib.request.urlopen(req, timeout=30) as r:
-            assert r.status == 200
+        direct = [x.rsplit(": ", 1)[1].strip() for x in lines if x.startswith("replica's own HTTP server")]
+        assert len(direct) == 1 and direct[0].startswith("http://127.0.0.1:"), "".join(lines[-20:])
+        assert direct[0] != f"http://127.0.0.1:{port}"
+        body = L.infer_body(["a fine film", "a dull, lifeless film"])
+        answers = []
+        for url in (f"http://127.0.0.1:{port}", direct[0]):
+            req = urllib.request.Request(f"{url}/v2/models/bert/infer", data=body)
+            with urllib.request.urlopen(req, timeout=30) as r:
+                assert r.status == 200
+                answers.append(json.loads(r.read())["outputs"])
+        assert answers[0] == answers[1]
+        long = "a long winding film that goes on and on and on without end " * 3  # cut to 16 tokens
+        req = urllib.request.Request(f"{direct[0]}/v2/models/bert/infer", data=L.infer_body([long, long]))
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=30)
+        assert e.value.code == 413 and "32 tokens is larger than the batch budget of 20" in e.value.read().decode()
+        # a short load: every batch within the budget, and the record simulates the token budget
+        bodies = [L.infer_body([t]) for t in ("a fine film", "bad", long, "an utterly dull film")]
+        run = L.load(f"{direct[0]}/v2/models/bert/infer", bodies, 30.0, n_requests=30, duration_s=5)
+        ok = [r for r in run["results"] if r["outcome"] == "ok"]
+        assert len(ok) == 30 and max(int(r["batch-tokens"]) for r in ok) <= 20
+        assert max(int(r["batch-size"]) for r in ok) >= 2  # short requests do share batches
+        rec = L.load_record(run, L.server_info(direct[0], "bert"))
+        assert rec["ok"] == rec["sent"] == 30 and rec["max_batch_tokens"] == 20
+        assert rec["service_ms_per_token"] >= 0 and rec["request_tokens_mean"] > 3
+        assert rec["p99_ms_simulated"] > 0 or not rec["simulated_stable"]
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=90)
         lines.append(out)
         assert proc.returncode == 0, "".join(lines[-20:])
         assert "stopped: Serve shut down and the local Ray instance with it" in out
-        with pytest.raises(OSError):
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=5)
+        for url in (f"http://127.0.0.1:{port}", direct[0]):
+            with pytest.raises(OSError):
+                urllib.request.urlopen(f"{url}/v2/health/live", timeout=5)
     finally:
         if proc.poll() is None:
             proc.kill()

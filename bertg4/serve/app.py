@@ -5,7 +5,8 @@ Ray Serve does the serving: the HTTP proxy, routing, replicas, autoscaling and t
 bounded queues (``max_ongoing_requests`` per replica, ``max_queued_requests`` in front of
 them: past both the proxy answers 503) are its own; ``@serve.batch`` groups concurrent
 requests into one model batch, counting texts (``batch_size_fn``) so that one batch never
-holds more than ``max_batch_size`` rows. This module only says what a replica does with
+holds more than ``max_batch_size`` rows -- or, with ``max_batch_tokens``, counting tokens, so
+that a batch never holds more than that many. This module only says what a replica does with
 a batch (:func:`answer`) and which routes it serves.
 
 The model call runs on the replica's event loop: while a batch computes, requests queue,
@@ -32,7 +33,7 @@ from .protocol import Limits, ProtocolError, check_body_size, metadata, parse_in
 DEFAULTS = {"name": "bert", "model": "embedded", "task": "SST", "engine": "pt", "recipe": "baseline",
             "dtype": None, "device": "cpu", "seq_length": 128, "vocab": None, "config": None, "seed": 0,
             "exported_model": None, "padding": None, "threads": None,
-            "max_batch_size": 8, "batch_wait_ms": 10.0,
+            "max_batch_size": 8, "batch_wait_ms": 10.0, "max_batch_tokens": None,
             "max_texts": Limits.max_texts, "max_chars": Limits.max_chars,
             "max_body_bytes": Limits.max_body_bytes}
 
@@ -97,6 +98,35 @@ def answer(predictor, rows: list, padding: str | None = None) -> dict:
     return {"embedding": out, "truncated": truncated}
 
 
+class Rows(list):
+    """One request's rows and what it weighs in a batch (``cost``: its texts, or with a token
+    budget its tokens): ``@serve.batch``'s ``batch_size_fn`` adds these up."""
+    cost = 0
+    tokens = 0
+
+
+def weigh(predictor, rows: list, by_tokens: bool) -> Rows:
+    """``rows`` as :class:`Rows`; with ``by_tokens`` their tokens as the featurizer counts them
+    (truncated texts count their kept tokens; QA: every window)."""
+    out = Rows(rows)
+    out.cost = len(rows)
+    if by_tokens:
+        from ..text import TruncationWarning
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TruncationWarning)
+            try:
+                feats = predictor.featurize(rows)
+            except ValueError as e:
+                raise ProtocolError(400, f"{type(e).__name__}: {e}") from None
+        batch = feats.batch if hasattr(feats, "batch") else feats
+        out.tokens = out.cost = int(np.sum(batch.valid_length))
+    return out
+
+
+def batch_cost(items) -> int:
+    return sum(getattr(r, "cost", len(r)) for r in items)
+
+
 def split(result: dict, counts: list[int]) -> list[dict]:
     """One batch's output arrays cut back into each request's rows."""
     edges = np.cumsum([0] + counts)
@@ -140,7 +170,12 @@ def build_deployment():
                 self.limits = dataclasses.replace(self.limits, max_texts=int(spec["max_batch_size"]))
             self.predictor = load_predictor(spec)
             self.padding = spec.get("padding")
-            self._batched.set_max_batch_size(int(spec["max_batch_size"]))
+            self.max_batch_tokens = int(spec["max_batch_tokens"]) if spec.get("max_batch_tokens") else None
+            seq = int(getattr(self.predictor, "seq_length", 0) or spec["seq_length"])
+            if self.max_batch_tokens is not None and self.max_batch_tokens < seq:
+                raise ValueError(f"max_batch_tokens={self.max_batch_tokens} is below the sequence length {seq}: "
+                                 "a text of that many tokens could never be batched")
+            self._batched.set_max_batch_size(self.max_batch_tokens or int(spec["max_batch_size"]))
             self._batched.set_batch_wait_timeout_s(float(spec["batch_wait_ms"]) / 1e3)
             self.node = ray.get_runtime_context().get_node_id()
             ctx = serve.get_replica_context()
@@ -154,12 +189,13 @@ def build_deployment():
                 "engine": self.predictor.engine, "device_name": self.predictor.device_name(),
                 "padding": self.padding or getattr(self.predictor, "default_padding", "fixed"),
                 "max_batch_size": int(spec["max_batch_size"]), "batch_wait_ms": float(spec["batch_wait_ms"]),
+                "max_batch_tokens": self.max_batch_tokens,
                 "max_texts": self.limits.max_texts, "max_chars": self.limits.max_chars,
                 "max_body_bytes": self.limits.max_body_bytes,
                 "spec": {k: spec[k] for k in ("model", "task", "engine", "recipe", "dtype", "device", "seq_length",
                                               "vocab", "config", "seed", "exported_model", "padding", "threads")}})
 
-        @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01, batch_size_fn=lambda items: sum(map(len, items)))
+        @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01, batch_size_fn=batch_cost)
         async def _batched(self, items: list) -> list:
             t0 = time.perf_counter()
             counts = [len(rows) for rows in items]
@@ -168,8 +204,9 @@ def build_deployment():
             except Exception:  # noqa: BLE001 - one request's rows may be at fault: answer each alone
                 parts = [_answer_or_error(self.predictor, rows, self.padding) for rows in items]
             t1 = time.perf_counter()
+            tokens = sum(getattr(r, "tokens", 0) for r in items)
             return [(p, {"service_s": t1 - t0, "start": t0, "batch_size": len(items),
-                         "batch_rows": sum(counts)}) for p in parts]
+                         "batch_rows": sum(counts), "batch_tokens": tokens}) for p in parts]
 
         def _known(self, name: str):
             if name != self.name:
@@ -209,6 +246,10 @@ def build_deployment():
                 self._known(name)
                 check_body_size(request.headers.get("content-length"), self.limits)
                 rows, info = parse_infer(await request.body(), self.predictor.task, self.limits)
+                rows = weigh(self.predictor, rows, self.max_batch_tokens is not None)
+                if self.max_batch_tokens is not None and rows.cost > self.max_batch_tokens:
+                    raise ProtocolError(413, f"request of {rows.cost} tokens is larger than the batch budget "
+                                        f"of {self.max_batch_tokens} tokens (--max-batch-tokens)")
             except ProtocolError as e:
                 return error(e)
             t0 = time.perf_counter()
@@ -219,6 +260,8 @@ def build_deployment():
                 return JSONResponse({"error": f"{type(result).__name__}: {result}"}, status_code=status)
             headers = {"x-bertg4-batch-size": str(stats["batch_size"]),
                        "x-bertg4-batch-rows": str(stats["batch_rows"]),
+                       "x-bertg4-batch-tokens": str(stats["batch_tokens"]),
+                       "x-bertg4-request-tokens": str(rows.tokens),
                        "x-bertg4-service-ms": f"{1e3 * stats['service_s']:.3f}",
                        "x-bertg4-queue-ms": f"{1e3 * (stats['start'] - t0):.3f}",
                        "x-bertg4-replica-ms": f"{1e3 * (t1 - t0):.3f}",

@@ -72,6 +72,10 @@ def add_parser(sub):
                    help="texts per dynamic batch, and per request (default 8)")
     s.add_argument("--batch-wait-ms", type=float, default=10.0,
                    help="how long a batch waits to fill once it could start (default 10)")
+    s.add_argument("--max-batch-tokens", type=_positive_int,
+                   help="a token budget per dynamic batch instead of a count of texts: a batch takes requests "
+                   "while their tokens fit (at least the sequence length; --max-batch-size then bounds the "
+                   "texts of one request)")
     s.add_argument("--max-ongoing-requests", type=_positive_int,
                    help="requests a replica holds at once (default 4 x max batch size)")
     s.add_argument("--max-queued-requests", type=int,
@@ -82,6 +86,9 @@ def add_parser(sub):
                    help=f"characters per text, past it 413 (default {Limits.max_chars})")
     s.add_argument("--max-body-bytes", type=_positive_int, default=Limits.max_body_bytes,
                    help=f"request body bytes, past it 413 (default {Limits.max_body_bytes})")
+    s.add_argument("--direct-ingress", action="store_true",
+                   help="Ray Serve's throughput-optimized mode: each replica also answers on an HTTP server "
+                   "of its own (printed at start), which a client can use to skip the proxy's hop")
     s.add_argument("--write-config", metavar="PATH", help="write a Ray Serve config YAML (serve deploy / "
                    "serve run / KubeRay serveConfigV2) for these settings, and exit")
 
@@ -128,7 +135,7 @@ def _spec(args) -> dict:
             "vocab": args.vocab, "config": args.config, "seed": args.seed,
             "exported_model": os.path.abspath(args.exported_model) if args.exported_model else None,
             "padding": args.padding, "threads": args.threads, "max_batch_size": args.max_batch_size,
-            "batch_wait_ms": args.batch_wait_ms, "max_texts": min(args.max_texts, args.max_batch_size),
+            "batch_wait_ms": args.batch_wait_ms, "max_batch_tokens": args.max_batch_tokens, "max_texts": min(args.max_texts, args.max_batch_size),
             "max_chars": args.max_chars, "max_body_bytes": args.max_body_bytes}
 
 
@@ -171,6 +178,9 @@ def _serve(args) -> int:
     if args.padding:
         from ..padding import check_padding
         check_padding(args.padding)  # a clear error here rather than a failed replica
+    if args.max_batch_tokens is not None and not args.exported_model and args.max_batch_tokens < args.seq_length:
+        raise ValueError(f"--max-batch-tokens {args.max_batch_tokens} is below --seq-length {args.seq_length}: "
+                         "a text of that many tokens could never be batched")
     if args.device.startswith("cuda") and args.num_gpus == 0:
         args.num_gpus = 1.0
     from .server import start
@@ -187,7 +197,7 @@ def _serve(args) -> int:
                     replicas=None if auto else args.replicas, min_replicas=args.min_replicas,
                     max_replicas=args.max_replicas, replica_cpus=args.replica_cpus, num_gpus=args.num_gpus,
                     max_ongoing_requests=args.max_ongoing_requests,
-                    max_queued_requests=args.max_queued_requests)
+                    max_queued_requests=args.max_queued_requests, direct_ingress=args.direct_ingress)
         signal.signal(signal.SIGTERM, stop_on_signal)  # again: starting Ray installs its own handler
         print(srv.describe(), flush=True)
         print("Ctrl-C or SIGTERM stops the server.", flush=True)

@@ -74,7 +74,7 @@ async def _send(session, url: str, body: bytes, timeout_s: float) -> dict:
     out = {"latency_s": time.perf_counter() - t0, "status": status, "end": time.perf_counter()}
     if status == 200:
         out["outcome"] = "ok"
-        for h in ("batch-size", "service-ms", "replica-ms", "node", "replica"):
+        for h in ("batch-size", "batch-tokens", "request-tokens", "service-ms", "replica-ms", "node", "replica"):
             if f"x-bertg4-{h}" in headers:
                 out[h] = headers[f"x-bertg4-{h}"]
         out["body"] = payload
@@ -183,7 +183,7 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
            "latency_ms_p99": _pct(lat, 99), "latency_ms_max": float(lat.max()) if len(lat) else None,
            "latency_ms_mean": float(lat.mean()) if len(lat) else None}
     for k in ("task", "model", "engine", "recipe", "dtype", "device", "device_name", "seq_length",
-              "padding", "max_batch_size", "batch_wait_ms"):
+              "padding", "max_batch_size", "batch_wait_ms", "max_batch_tokens"):
         rec[k] = server.get(k)
     errors = sorted({r.get("error", "")[:120] for r in res if r["outcome"] != "ok"})
     rec["errors"] = errors[:5]
@@ -196,13 +196,22 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
     batches = [(int(r["batch-size"]), float(r["service-ms"]) / 1e3) for r in with_headers]
     curve = S.curve_from_batches(batches, B)
     overhead = np.array([r["latency_s"] - float(r["replica-ms"]) / 1e3 for r in with_headers])
-    sim = S.simulate(curve, run["rate_per_s"], B, wait_s, overhead, n_requests=n_sim, seed=seed, timer=timer)
+    budget = server.get("max_batch_tokens")
+    tok = {}
+    if budget:  # a token budget: batches fill by tokens, service time is a line in the batch's tokens
+        tok["tokens"] = [int(r["request-tokens"]) for r in with_headers]
+        a, b = S.token_service([(int(r["batch-tokens"]), float(r["service-ms"]) / 1e3) for r in with_headers])
+        tok["service"] = lambda t, a=a, b=b: a + b * t
+        rec.update(service_ms_intercept=1e3 * a, service_ms_per_token=1e3 * b,
+                   request_tokens_mean=float(np.mean(tok["tokens"])))
+    sim = S.simulate(curve, run["rate_per_s"], int(budget or B), wait_s, overhead, n_requests=n_sim, seed=seed,
+                     timer=timer, **tok)
     if not sim["stable"]:  # at or past capacity the queue grows without bound: no percentiles to predict
         sim.update(latency_s_p50=math.nan, latency_s_p90=math.nan, latency_s_p99=math.nan)
     rec.update({
         "mean_batch_size": float(np.mean([k for k, _ in batches])),
         "service_ms_curve": {str(k): 1e3 * v for k, v in curve.items()},
-        "capacity_per_s": S.capacity(curve, B),
+        "capacity_per_s": sim["capacity_per_s"],
         "overhead_ms_p50": _pct(overhead * 1e3, 50), "overhead_ms_p99": _pct(overhead * 1e3, 99),
         "replica_ms_p50": _pct([float(r["replica-ms"]) for r in with_headers], 50),
         "simulator_timer": timer,
@@ -324,7 +333,7 @@ def find_max(url: str, name: str, p99_target_ms: float, texts, n_requests: int =
         return meets_target(r, p99_target_ms)
     lo, hi = (cal["rate_per_s"] if meets(cal) else 0.0), None
     rate = 2 * calib_rate
-    if cal.get("service_ms_curve"):
+    if cal.get("service_ms_curve") and not info.get("max_batch_tokens"):  # (a token budget: bisect only)
         curve = {int(k): v / 1e3 for k, v in cal["service_ms_curve"].items()}
         guess = S.max_rate(curve, p99_target_ms / 1e3, B, wait_s, [cal["overhead_ms_p50"] / 1e3], seed=seed,
                            timer=timer)

@@ -4,6 +4,13 @@ HTTP proxy, and the application of :mod:`bertg4.serve.app`.
 >>> srv = start({"model": "embedded", "task": "SST", "seq_length": 64}, port=8000)
 >>> srv.url                      # 'http://127.0.0.1:8000'
 >>> srv.stop()                   # Serve down; the local Ray instance too, when we started it
+
+``direct_ingress=True`` starts the local Ray instance in Ray Serve's throughput-optimized
+mode (``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``): each replica also runs an HTTP server of its
+own (Serve's "direct ingress", on 127.0.0.1 unless ``host`` says otherwise), listed in
+``srv.direct_urls``. A client of one replica can send to it and skip the proxy's hop; in
+front of several replicas, Serve's HAProxy ingress (``RAY_SERVE_ENABLE_HA_PROXY=1``) is
+what spreads requests over those servers.
 """
 from __future__ import annotations
 
@@ -13,6 +20,11 @@ from dataclasses import dataclass, field
 from .app import DEFAULTS, build_app, deployment_options
 
 APP_NAME = "bertg4"
+
+#: what Ray Serve's throughput-optimized mode needs in the environment of the Ray processes:
+#: the mode itself, and a short drain when a replica stops (Serve's default, 30 s, is for a
+#: load balancer in front to notice; a local server stops at once)
+DIRECT_INGRESS_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
 
 
 def _init_local(num_cpus, attempts: int = 2) -> None:
@@ -38,6 +50,7 @@ class Server:
     options: dict
     started_ray: bool
     address: str | None = None
+    direct_urls: list = field(default_factory=list)
     stopped: bool = field(default=False, repr=False)
 
     @property
@@ -57,10 +70,12 @@ class Server:
                  f"{self.options['autoscaling_config']['max_replicas']} (autoscaling)"
                  if "autoscaling_config" in self.options else f"replicas {self.options['num_replicas']}")
         where = f"Ray cluster {self.address}" if self.address else "a local Ray instance"
+        batch = (f"{s['max_batch_tokens']} tokens" if s.get("max_batch_tokens") else f"{s['max_batch_size']}")
         return (f"serving model {self.name!r} ({what}) on {s['device']}, {scale}, max batch "
-                f"{s['max_batch_size']}, batch wait {s['batch_wait_ms']:g} ms, on {where}\n"
+                f"{batch}, batch wait {s['batch_wait_ms']:g} ms, on {where}\n"
                 f"listening on http://{self.host}:{self.port} (Open Inference Protocol: "
-                f"POST {self.infer_url}, GET {self.url}/v2/models/{self.name})")
+                f"POST {self.infer_url}, GET {self.url}/v2/models/{self.name})"
+                + "".join(f"\nreplica's own HTTP server (direct ingress, no proxy hop): {u}" for u in self.direct_urls))
 
     def stop(self) -> None:
         """Shut Serve down, and the Ray instance when this process started it."""
@@ -81,14 +96,15 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
           max_replicas: int | None = None, replica_cpus: float = 1, num_gpus: float = 0,
           max_ongoing_requests: int | None = None, max_queued_requests: int | None = None,
           resources: dict | None = None, max_replicas_per_node: int | None = None,
-          proxy_location: str | None = None) -> Server:
+          proxy_location: str | None = None, direct_ingress: bool = False) -> Server:
     """Run the application and return once its replicas answer.
 
     ``address``: join that Ray cluster (``"auto"``, ``"127.0.0.1:6379"``); otherwise a local
     Ray instance is started with ``num_cpus`` (default: all) unless this process already runs
     one. The HTTP proxy binds ``host`` (default 127.0.0.1: only this machine can connect);
     ``proxy_location`` is Serve's (``EveryNode``, its default; ``HeadOnly`` when several Ray
-    nodes share one machine and so one port).
+    nodes share one machine and so one port). ``direct_ingress``: see the module's text; it
+    needs a Ray instance started here (or a cluster started with ``DIRECT_INGRESS_ENV``).
     """
     import ray
     from ray import serve
@@ -99,17 +115,29 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
     if max_replicas_per_node:
         opts["max_replicas_per_node"] = int(max_replicas_per_node)
     started = False
+    if direct_ingress and not address and ray.is_initialized() \
+            and os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") != "1":
+        raise ValueError("direct_ingress: Ray already runs in this process without Ray Serve's "
+                         "throughput-optimized mode; it must be switched on before Ray starts "
+                         "(RAY_SERVE_THROUGHPUT_OPTIMIZED=1), e.g. by `bertg4 serve --direct-ingress`")
     if not ray.is_initialized():
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            if direct_ingress:
+                os.environ.update(DIRECT_INGRESS_ENV)  # inherited by the Ray processes started next
             _init_local(num_cpus)
         started = True
     try:
         serve.start(http_options={"host": host, "port": int(port)},
                     **({"proxy_location": proxy_location} if proxy_location else {}))
         serve.run(build_app(spec, opts), name=APP_NAME, route_prefix="/")
+        direct = direct_ingress_urls(host, int(port)) if direct_ingress else []
+        if direct_ingress and not direct:
+            raise RuntimeError("direct ingress was asked for, but no replica runs an HTTP server of its own: "
+                               "the Ray cluster must be started with " +
+                               " ".join(f"{k}={v}" for k, v in DIRECT_INGRESS_ENV.items()))
     except BaseException:
         try:
             serve.shutdown()
@@ -117,4 +145,28 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
             if started:
                 ray.shutdown()
         raise
-    return Server(host, int(port), spec["name"], spec, opts, started, address)
+    return Server(host, int(port), spec["name"], spec, opts, started, address, direct)
+
+
+def direct_ingress_urls(host: str = "127.0.0.1", proxy_port: int | None = None,
+                        app_name: str = APP_NAME) -> list[str]:
+    """The URLs of the replicas' own HTTP servers (Serve's direct ingress), from the
+    controller's target groups (the list Serve's HAProxy ingress is fed with); empty when
+    the mode is off, where the only target is the proxy. Serve has no public call for this
+    yet, so a Ray without it gives an empty list."""
+    import ray
+    try:
+        from ray.serve.context import _get_global_client
+        groups = ray.get(_get_global_client()._controller.get_target_groups.remote(app_name), timeout=30)
+    except Exception:  # noqa: BLE001 - a private call: its absence only means no direct URLs
+        return []
+    urls = []
+    for g in groups:
+        if getattr(g.protocol, "value", g.protocol) != "HTTP":
+            continue
+        for t in g.targets:
+            if t.port == proxy_port:  # the proxy itself: the only target when the mode is off
+                continue
+            ip = "127.0.0.1" if host in ("127.0.0.1", "localhost") else t.ip
+            urls.append(f"http://{ip}:{t.port}")
+    return sorted(set(urls))

@@ -13,6 +13,9 @@ Three refinements over the offline model (:func:`bertg4.cost.simulate` with a be
   batch, or as soon as ``max_batch`` requests are there (``timer="idle"``). The cost model
   starts the timer at the first request's arrival (``timer="arrival"``, which is exactly
   :func:`bertg4.cost.simulate`; the tests pin the two together).
+- **A token budget** (``bertg4 serve --max-batch-tokens``): a batch holds requests while
+  their tokens fit, and its service time is a line in its token count, fitted to the
+  measured batches (:func:`token_service`).
 - **The serving path around the batcher**: the client's latency minus the time the request
   spent in the replica's batcher (``x-bertg4-replica-ms``) is the HTTP, proxy, routing and
   (de)serialisation time. Its measured samples are added, drawn at random, to simulated
@@ -56,35 +59,52 @@ def curve_from_batches(batches, max_batch: int) -> dict[int, float]:
 
 
 def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0, n_requests: int = 20_000,
-                    seed: int = 0, timer: str = "idle") -> tuple[np.ndarray, np.ndarray]:
+                    seed: int = 0, timer: str = "idle", tokens=None, service=None) -> tuple[np.ndarray, np.ndarray]:
     """Per-request latency (arrival to end of its batch) and batch sizes under Poisson load.
 
     ``timer="arrival"`` is :func:`bertg4.cost.simulate`'s rule; ``"idle"`` is
     ``@serve.batch`` beside a model that holds the event loop (see the module docstring).
+
+    With ``tokens`` (token counts to draw each request's from) a batch holds requests while
+    their tokens fit in ``max_batch`` (a token budget, as ``batch_size_fn`` counts them), and
+    goes as soon as the budget is reached or a request arrives that does not fit;
+    ``service(batch_tokens)`` gives its seconds (``curve`` is then unused).
     """
     if timer not in TIMERS:
         raise ValueError(f"timer must be one of {TIMERS}, got {timer!r}")
-    svc = cost.service_times(curve, max_batch)
     if not (rate > 0 and math.isfinite(rate)):
         raise ValueError(f"rate must be positive requests per second, got {rate!r}")
     a = cost._arrivals(int(n_requests), float(rate), seed).tolist()
-    s, n, B, w = svc.tolist(), len(a), int(max_batch), float(max_wait_s)
+    n, B, w = len(a), int(max_batch), float(max_wait_s)
+    if tokens is None:
+        s = cost.service_times(curve, max_batch).tolist()
+        c = None
+    else:
+        pool = np.asarray(tokens, dtype=np.int64)
+        if not len(pool) or pool.min() < 1 or pool.max() > B or service is None:
+            raise ValueError(f"token counts must lie in 1..{B} (the budget), with a service(tokens) function")
+        c = np.random.default_rng(seed + 2).choice(pool, size=n, replace=True)
+        prefix = np.concatenate([[0], np.cumsum(c)]).tolist()
     ends, sizes = [], []
     i, free = 0, 0.0
+    inf = math.inf
     while i < n:
-        j = i + B - 1
+        if c is None:  # count requests: full at the B-th
+            j = min(i + B, n) - 1
+            full_at = a[j] if j - i + 1 == B else inf
+        else:  # count tokens: full when the budget is reached, or at the first request that does not fit
+            j = bisect.bisect_right(prefix, prefix[i] + B, i + 1, n + 1) - 2
+            full_at = a[j] if prefix[j + 1] - prefix[i] == B else (a[j + 1] if j + 1 < n else inf)
         if timer == "arrival":
-            trigger = a[i] + w
-            if j < n and a[j] < trigger:
-                trigger = a[j]
+            trigger = min(a[i] + w, full_at)
             start = free if free > trigger else trigger
         else:
             t0 = max(a[i], free)
             start = t0 + w
-            if j < n and max(a[j], t0) < start:
-                start = max(a[j], t0)
-        end = bisect.bisect_right(a, start, i, min(i + B, n))
-        free = start + s[end - i]
+            if max(full_at, t0) < start:
+                start = max(full_at, t0)
+        end = bisect.bisect_right(a, start, i, j + 1)
+        free = start + (s[end - i] if c is None else float(service(prefix[end] - prefix[i])))
         ends.append(free)
         sizes.append(end - i)
         i = end
@@ -94,20 +114,42 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
 
 def simulate(curve, rate: float, max_batch: int, max_wait_s: float = 0.0, overhead_s=None,
              n_requests: int = 20_000, seed: int = 0, timer: str = "idle",
-             warmup_fraction: float = 0.05) -> dict:
+             warmup_fraction: float = 0.05, tokens=None, service=None) -> dict:
     """Latency percentiles a server would show at ``rate``: the batcher simulated, plus
-    ``overhead_s`` (measured per-request samples of the path around it, or None)."""
-    lat, sizes = batch_latencies(curve, rate, max_batch, max_wait_s, n_requests, seed, timer)
+    ``overhead_s`` (measured per-request samples of the path around it, or None).
+    ``tokens``/``service``: a token budget of ``max_batch`` (see :func:`batch_latencies`)."""
+    lat, sizes = batch_latencies(curve, rate, max_batch, max_wait_s, n_requests, seed, timer, tokens, service)
     kept = lat[int(warmup_fraction * len(lat)):]
     if overhead_s is not None and len(overhead_s):
         extra = np.asarray(overhead_s, dtype=float)
         kept = kept + np.random.default_rng(seed + 1).choice(extra, size=len(kept), replace=True)
     p50, p90, p99 = np.percentile(kept, [50, 90, 99])
-    capacity = max_batch / float(cost.service_times(curve, max_batch)[max_batch])
+    cap = capacity(curve, max_batch) if tokens is None else token_capacity(service, max_batch, tokens)
     return {"rate_per_s": float(rate), "latency_s_p50": float(p50), "latency_s_p90": float(p90),
             "latency_s_p99": float(p99), "latency_s_mean": float(kept.mean()),
-            "mean_batch_size": float(np.mean(sizes)), "capacity_per_s": capacity,
-            "stable": rate < capacity, "timer": timer}
+            "mean_batch_size": float(np.mean(sizes)), "capacity_per_s": cap,
+            "stable": rate < cap, "timer": timer}
+
+
+def token_service(samples) -> tuple[float, float]:
+    """``(intercept_s, slope_s_per_token)`` of a least-squares line through ``(batch tokens,
+    service seconds)`` samples (slope >= 0; one distinct size: a flat line at its mean)."""
+    pts = [(int(t), float(s)) for t, s in samples if t >= 1 and s > 0 and math.isfinite(s)]
+    if not pts:
+        raise ValueError("no batch service times measured: did any request succeed?")
+    t = np.array([p[0] for p in pts], dtype=float)
+    s = np.array([p[1] for p in pts])
+    if len(set(t.tolist())) < 2:
+        return float(s.mean()), 0.0
+    slope, intercept = np.polyfit(t, s, 1)
+    slope = max(float(slope), 0.0)
+    return max(float(intercept), 0.0) if slope > 0 else float(s.mean()), slope
+
+
+def token_capacity(service, budget: int, tokens) -> float:
+    """Requests/s when every batch carries a full token budget: ``budget / mean tokens`` requests
+    per ``service(budget)``."""
+    return budget / float(np.mean(tokens)) / float(service(budget))
 
 
 def capacity(curve, max_batch: int) -> float:
