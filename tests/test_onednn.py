@@ -49,6 +49,10 @@ def test_every_linear_is_prepacked_and_gelu_fused(embedded):
                     and isinstance(gm.get_submodule(n.target), torch.nn.Linear)]
         assert targets.count(onednn.linear_gelu) == layers
     assert any("oneDNN" in n for n in p.notes)
+    # the float weights the prepacked copies replace are gone: 2-D tensors left are the embeddings
+    left = {n for gm in (p.module, p.packed_module) for n, t in gm.state_dict(keep_vars=True).items()
+            if t.dim() == 2 and not n.startswith("onednn_w_")}
+    assert left and all(n.endswith("_embed.weight") for n in left), sorted(left)
 
 
 def test_refused_where_it_cannot_run(embedded, tmp_path):

@@ -243,8 +243,10 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
         packed, _ = graph_pass.apply(packed)
         if recipe.onednn:
             from . import onednn
-            module, prepacked = onednn.apply(module)
-            packed, _ = onednn.apply(packed)
+            cache = {}  # the padded and the packed graph share their weights: pack each once
+            module, prepacked = onednn.apply(module, cache)
+            packed, _ = onednn.apply(packed, cache)
+            onednn.release(module, packed)
             report = {**report, **prepacked}
             notes.append(f"onednn: {prepacked['onednn_linear_gelu']} Linear+GELU and "
                          f"{prepacked['onednn_linear']} Linear layers on oneDNN with prepacked weights")

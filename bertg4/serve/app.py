@@ -175,6 +175,10 @@ def build_deployment():
             if self.max_batch_tokens is not None and self.max_batch_tokens < seq:
                 raise ValueError(f"max_batch_tokens={self.max_batch_tokens} is below the sequence length {seq}: "
                                  "a text of that many tokens could never be batched")
+            if self.max_batch_tokens is not None and \
+                    (self.padding or getattr(self.predictor, "default_padding", "fixed")) == "fixed":
+                raise ValueError("max_batch_tokens counts real tokens, but this server pads every row to the "
+                                 "sequence length (padding fixed); use longest or packed padding")
             self._batched.set_max_batch_size(self.max_batch_tokens or int(spec["max_batch_size"]))
             self._batched.set_batch_wait_timeout_s(float(spec["batch_wait_ms"]) / 1e3)
             self.node = ray.get_runtime_context().get_node_id()

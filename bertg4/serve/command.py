@@ -167,20 +167,29 @@ def write_config(args, path: str) -> str:
     with open(path, "w", encoding="utf-8") as f:
         f.write("# Ray Serve config for bertg4 (written by `bertg4 serve --write-config`).\n"
                 f"# Run: serve run {path}   (or serve deploy; KubeRay: serveConfigV2)\n")
+        if args.direct_ingress:
+            from .server import DIRECT_INGRESS_ENV
+            f.write("# Direct ingress: start every Ray node with " +
+                    " ".join(f"{k}={v}" for k, v in DIRECT_INGRESS_ENV.items()) +
+                    " in its environment\n# (a Serve config cannot switch it on).\n")
         yaml.safe_dump(serve_config(args), f, sort_keys=False)
     return path
 
 
 def _serve(args) -> int:
-    if args.write_config:
-        print(f"written: {write_config(args, args.write_config)}")
-        return 0
     if args.padding:
         from ..padding import check_padding
         check_padding(args.padding)  # a clear error here rather than a failed replica
-    if args.max_batch_tokens is not None and not args.exported_model and args.max_batch_tokens < args.seq_length:
-        raise ValueError(f"--max-batch-tokens {args.max_batch_tokens} is below --seq-length {args.seq_length}: "
-                         "a text of that many tokens could never be batched")
+    if args.max_batch_tokens is not None:
+        if not args.exported_model and args.max_batch_tokens < args.seq_length:
+            raise ValueError(f"--max-batch-tokens {args.max_batch_tokens} is below --seq-length {args.seq_length}: "
+                             "a text of that many tokens could never be batched")
+        if args.padding == "fixed":
+            raise ValueError("--max-batch-tokens counts real tokens, but --padding fixed pads every row to the "
+                             "sequence length; use longest or packed padding")
+    if args.write_config:
+        print(f"written: {write_config(args, args.write_config)}")
+        return 0
     if args.device.startswith("cuda") and args.num_gpus == 0:
         args.num_gpus = 1.0
     from .server import start

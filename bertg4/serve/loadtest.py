@@ -300,7 +300,9 @@ def measure_capacity(url: str, name: str, texts, n_requests: int = 300, duration
     if not rec.get("capacity_per_s"):
         raise RuntimeError(f"no answers to measure the capacity with: {rec['errors']}")
     rec.update(kind="capacity", single_ms_p50=single["single_ms_p50"],
-               capacity_source="max_batch / service(max_batch), service times measured in the replica")
+               capacity_source="token budget: requests per full batch in arrival order over its service "
+               "time (a line in tokens), measured in the replica" if info.get("max_batch_tokens") else
+               "max_batch / service(max_batch), service times measured in the replica")
     return rec
 
 

@@ -25,6 +25,7 @@ APP_NAME = "bertg4"
 #: the mode itself, and a short drain when a replica stops (Serve's default, 30 s, is for a
 #: load balancer in front to notice; a local server stops at once)
 DIRECT_INGRESS_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
+_DIRECT_RAY = False  # this process started the running local Ray instance in that mode
 
 
 def _init_local(num_cpus, attempts: int = 2) -> None:
@@ -83,11 +84,13 @@ class Server:
             return
         import ray
         from ray import serve
+        global _DIRECT_RAY
         try:
             serve.shutdown()
         finally:
             if self.started_ray:
                 ray.shutdown()
+                _DIRECT_RAY = False
             self.stopped = True
 
 
@@ -114,8 +117,9 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
                               int(spec["max_batch_size"]), resources)
     if max_replicas_per_node:
         opts["max_replicas_per_node"] = int(max_replicas_per_node)
+    global _DIRECT_RAY
     started = False
-    if direct_ingress and not address and ray.is_initialized() \
+    if direct_ingress and not address and ray.is_initialized() and not _DIRECT_RAY \
             and os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") != "1":
         raise ValueError("direct_ingress: Ray already runs in this process without Ray Serve's "
                          "throughput-optimized mode; it must be switched on before Ray starts "
@@ -125,41 +129,66 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
             ray.init(address=address, log_to_driver=False)
         else:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            if direct_ingress:
-                os.environ.update(DIRECT_INGRESS_ENV)  # inherited by the Ray processes started next
-            _init_local(num_cpus)
+            saved = {k: os.environ.get(k) for k in DIRECT_INGRESS_ENV}
+            if direct_ingress:  # inherited by the Ray processes started now, and only by them
+                os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+                for k, v in DIRECT_INGRESS_ENV.items():
+                    os.environ.setdefault(k, v)
+            try:
+                _init_local(num_cpus)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+            _DIRECT_RAY = bool(direct_ingress)
         started = True
     try:
         serve.start(http_options={"host": host, "port": int(port)},
                     **({"proxy_location": proxy_location} if proxy_location else {}))
         serve.run(build_app(spec, opts), name=APP_NAME, route_prefix="/")
-        direct = direct_ingress_urls(host, int(port)) if direct_ingress else []
+        direct = direct_ingress_urls(host, int(port), local=not address) if direct_ingress else []
+        if direct is None:
+            raise RuntimeError("direct ingress was asked for, but Serve's controller did not list the "
+                               "replicas' servers (this Ray has no get_target_groups)")
         if direct_ingress and not direct:
             raise RuntimeError("direct ingress was asked for, but no replica runs an HTTP server of its own: "
                                "the Ray cluster must be started with " +
                                " ".join(f"{k}={v}" for k, v in DIRECT_INGRESS_ENV.items()))
     except BaseException:
         try:
-            serve.shutdown()
+            if started:
+                serve.shutdown()
+            else:  # a cluster or Serve instance we joined: take only our application away
+                try:
+                    serve.delete(APP_NAME)
+                except Exception:  # noqa: BLE001 - it may never have been deployed
+                    pass
         finally:
             if started:
                 ray.shutdown()
+                _DIRECT_RAY = False
         raise
     return Server(host, int(port), spec["name"], spec, opts, started, address, direct)
 
 
 def direct_ingress_urls(host: str = "127.0.0.1", proxy_port: int | None = None,
-                        app_name: str = APP_NAME) -> list[str]:
+                        app_name: str = APP_NAME, local: bool = True) -> list[str] | None:
     """The URLs of the replicas' own HTTP servers (Serve's direct ingress), from the
     controller's target groups (the list Serve's HAProxy ingress is fed with); empty when
     the mode is off, where the only target is the proxy. Serve has no public call for this
-    yet, so a Ray without it gives an empty list."""
+    yet: None when the call is not there. ``local``: every replica runs on this machine
+    (a local Ray instance), so a server bound to 127.0.0.1 is reached there."""
     import ray
     try:
         from ray.serve.context import _get_global_client
-        groups = ray.get(_get_global_client()._controller.get_target_groups.remote(app_name), timeout=30)
-    except Exception:  # noqa: BLE001 - a private call: its absence only means no direct URLs
-        return []
+        controller = _get_global_client()._controller
+        if not hasattr(controller, "get_target_groups"):
+            return None
+        groups = ray.get(controller.get_target_groups.remote(app_name), timeout=30)
+    except (ImportError, AttributeError):
+        return None
     urls = []
     for g in groups:
         if getattr(g.protocol, "value", g.protocol) != "HTTP":
@@ -167,6 +196,6 @@ def direct_ingress_urls(host: str = "127.0.0.1", proxy_port: int | None = None,
         for t in g.targets:
             if t.port == proxy_port:  # the proxy itself: the only target when the mode is off
                 continue
-            ip = "127.0.0.1" if host in ("127.0.0.1", "localhost") else t.ip
+            ip = "127.0.0.1" if local and host in ("127.0.0.1", "localhost") else t.ip
             urls.append(f"http://{ip}:{t.port}")
     return sorted(set(urls))
