@@ -5,6 +5,7 @@ this module imports nothing of bertg4's but the version string.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
@@ -116,3 +117,18 @@ def full_sizes_allowed(device: str) -> bool:
     if not str(device).startswith("cpu"):
         return True
     return os.environ.get("BERTG4_FULL") == "1"
+
+
+@contextlib.contextmanager
+def scoped_environ(values: dict[str, str]):
+    """Set environment variables for the duration of a block; restore (or remove) them after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield values
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

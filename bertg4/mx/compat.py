@@ -9,9 +9,7 @@ needs the alias; the rest of the project runs on the same pinned numpy.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
-import os
 
 INSTALL = ("pip install -e '.[mxnet]' (CPU: mxnet 1.9.1, gluonnlp 0.10.0, numpy 1.26.4), or "
            "'.[mxnet-cu102]' on a CUDA 10.2 machine such as a G4 instance (see environment.yml)")
@@ -56,21 +54,6 @@ def import_mxnet():
         raise MXNetUnavailable(f"engine 'mx' is the MXNet 1.x recipe; mxnet {mx.__version__} is "
                                f"installed: {INSTALL}")
     return mx, nlp
-
-
-@contextlib.contextmanager
-def scoped_environ(values: dict[str, str]):
-    """Set environment variables for the duration of a block; restore (or remove) them after."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield values
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def available() -> bool:

@@ -29,7 +29,8 @@ from ..predictor import Predictor
 from ..recipe import NotApplicable, Recipe, get_recipe
 from ..tasks import Task, get_task
 from ..text import Batch, Tokenizer
-from .compat import import_mxnet, scoped_environ
+from ..system import scoped_environ
+from .compat import import_mxnet
 
 mx, nlp = import_mxnet()
 

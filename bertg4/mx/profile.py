@@ -9,7 +9,8 @@ import json
 import os
 import tempfile
 
-from .compat import import_mxnet, scoped_environ
+from ..system import scoped_environ
+from .compat import import_mxnet
 
 mx, _ = import_mxnet()
 

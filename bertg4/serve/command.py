@@ -276,7 +276,7 @@ def _loadtest(args) -> int:
     print(f"single request: p50 {single['single_ms_p50']:.1f} ms, p99 {single['single_ms_p99']:.1f} ms")
     summary = {"kind": "summary", **{k: info.get(k) for k in ("task", "model", "engine", "recipe", "dtype",
                                                                "device_name", "seq_length", "padding",
-                                                               "max_batch_size", "batch_wait_ms")}, **single}
+                                                               "max_batch_size", "batch_wait_ms", "max_batch_tokens")}, **single}
     records = []
     if args.offline:
         off = offline_timings(info, texts, int(info["max_batch_size"]))

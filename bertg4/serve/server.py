@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ..system import scoped_environ
 from .app import DEFAULTS, build_app, deployment_options
 
 APP_NAME = "bertg4"
@@ -129,19 +130,12 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
             ray.init(address=address, log_to_driver=False)
         else:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            saved = {k: os.environ.get(k) for k in DIRECT_INGRESS_ENV}
-            if direct_ingress:  # inherited by the Ray processes started now, and only by them
-                os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
-                for k, v in DIRECT_INGRESS_ENV.items():
-                    os.environ.setdefault(k, v)
-            try:
+            # inherited by the Ray processes started now, and only by them (a drain time the user
+            # set stays theirs)
+            env = {k: (v if k == "RAY_SERVE_THROUGHPUT_OPTIMIZED" else os.environ.get(k, v))
+                   for k, v in DIRECT_INGRESS_ENV.items()} if direct_ingress else {}
+            with scoped_environ(env):
                 _init_local(num_cpus)
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
             _DIRECT_RAY = bool(direct_ingress)
         started = True
     try:
