@@ -152,7 +152,7 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
                                " ".join(f"{k}={v}" for k, v in DIRECT_INGRESS_ENV.items()))
     except BaseException:
         try:
-            if started:
+            if started and not address:
                 serve.shutdown()
             else:  # a cluster or Serve instance we joined: take only our application away
                 try:
