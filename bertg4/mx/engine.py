@@ -23,13 +23,12 @@ import warnings
 import numpy as np
 
 from ..checkpoint import Checkpoint
-from ..system import cpu_name
+from ..system import cpu_name, scoped_environ
 from ..exported import predictor_fields, read_manifest, write_manifest
 from ..predictor import Predictor
 from ..recipe import NotApplicable, Recipe, get_recipe
 from ..tasks import Task, get_task
 from ..text import Batch, Tokenizer
-from ..system import scoped_environ
 from .compat import import_mxnet
 
 mx, nlp = import_mxnet()

@@ -170,13 +170,13 @@ def build_deployment():
                 self.limits = dataclasses.replace(self.limits, max_texts=int(spec["max_batch_size"]))
             self.predictor = load_predictor(spec)
             self.padding = spec.get("padding")
+            padding = self.padding or getattr(self.predictor, "default_padding", "fixed")  # what batches run
             self.max_batch_tokens = int(spec["max_batch_tokens"]) if spec.get("max_batch_tokens") else None
             seq = int(getattr(self.predictor, "seq_length", 0) or spec["seq_length"])
             if self.max_batch_tokens is not None and self.max_batch_tokens < seq:
                 raise ValueError(f"max_batch_tokens={self.max_batch_tokens} is below the sequence length {seq}: "
                                  "a text of that many tokens could never be batched")
-            if self.max_batch_tokens is not None and \
-                    (self.padding or getattr(self.predictor, "default_padding", "fixed")) == "fixed":
+            if self.max_batch_tokens is not None and padding == "fixed":
                 raise ValueError("max_batch_tokens counts real tokens, but this server pads every row to the "
                                  "sequence length (padding fixed); use longest or packed padding")
             self._batched.set_max_batch_size(self.max_batch_tokens or int(spec["max_batch_size"]))
@@ -191,7 +191,7 @@ def build_deployment():
             self.meta = metadata(self.name, self.predictor)
             self.meta["parameters"].update({
                 "engine": self.predictor.engine, "device_name": self.predictor.device_name(),
-                "padding": self.padding or getattr(self.predictor, "default_padding", "fixed"),
+                "padding": padding,
                 "max_batch_size": int(spec["max_batch_size"]), "batch_wait_ms": float(spec["batch_wait_ms"]),
                 "max_batch_tokens": self.max_batch_tokens,
                 "max_texts": self.limits.max_texts, "max_chars": self.limits.max_chars,

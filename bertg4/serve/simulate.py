@@ -58,6 +58,11 @@ def curve_from_batches(batches, max_batch: int) -> dict[int, float]:
     return cost.check_curve(dict(zip(range(1, int(max_batch) + 1), np.maximum.accumulate(vals).tolist())))
 
 
+def _draw_tokens(tokens, n: int, seed: int) -> np.ndarray:
+    """``n`` requests' token counts drawn from the measured ``tokens`` (its own stream of ``seed``)."""
+    return np.random.default_rng(seed + 2).choice(np.asarray(tokens, dtype=np.int64), size=int(n), replace=True)
+
+
 def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0, n_requests: int = 20_000,
                     seed: int = 0, timer: str = "idle", tokens=None, service=None) -> tuple[np.ndarray, np.ndarray]:
     """Per-request latency (arrival to end of its batch) and batch sizes under Poisson load.
@@ -86,7 +91,7 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
         pool = np.asarray(tokens, dtype=np.int64)
         if not len(pool) or pool.min() < 1 or pool.max() > B or service is None:
             raise ValueError(f"token counts must lie in 1..{B} (the budget), with a service(tokens) function")
-        c = np.random.default_rng(seed + 2).choice(pool, size=n, replace=True)
+        c = _draw_tokens(pool, n, seed)
         prefix = np.concatenate([[0], np.cumsum(c)]).tolist()
     ends, sizes = [], []
     i, free = 0, 0.0
@@ -154,7 +159,7 @@ def token_capacity(service, budget: int, tokens, n: int = 20_000, seed: int = 0)
     ``tokens``) packed into batches in arrival order, each batch closed at the first request
     that does not fit, as Serve's batcher closes it; ``n`` requests over the sum of the
     batches' ``service(batch tokens)``."""
-    c = np.random.default_rng(seed + 2).choice(np.asarray(tokens, dtype=np.int64), size=int(n), replace=True)
+    c = _draw_tokens(tokens, n, seed)
     total, batch = 0.0, 0
     for t in c.tolist():
         if batch + t > budget:
