@@ -29,7 +29,7 @@ from .tasks import accuracy, get_task, nbest_spans, squad_scores
 #: mx: the rungs of the original MXNet recipe)
 DEFAULT_RECIPES = {
     "pt": [r.name for r in ladder()] + ["interleaved-fp32", "graph-pass-fp32", "sdpa-fp32", "sdpa-fp16", "bf16",
-                                        "int8"],
+                                        "int8", "onednn-int8"],
     "hf": ["baseline", "sdpa-fp32", "sdpa-fp16"],
     "mx": ["baseline", "fp16", "+safe_accumulation", "+interleaved", "+true_fp16", "+graph_pass",
            "interleaved-fp32", "graph-pass-fp32", "int8"],

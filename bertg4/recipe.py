@@ -21,7 +21,9 @@ SDPA model; PyTorch only, compiled on the first call of each shape, so warm-up k
 time out of the steady state; not with CUDA graphs or INT8, and not exported) and
 ``onednn-fp32`` (beyond the article, the graph pass carried on to a CPU: after it, every
 Linear runs on oneDNN with its weight prepacked once at build time, and bias+GELU runs inside
-the FFN's first Linear kernel; PyTorch on a CPU only, float32, not exported).
+the FFN's first Linear kernel; PyTorch on a CPU only, float32, not exported) and
+``onednn-int8`` (the same graph on oneDNN's INT8 Linear: int8 weights prepacked, inputs
+quantized per call, bias+GELU in the kernel, one quantization for the fused QKV).
 
 An engine that cannot honour a switch on the current device raises
 :class:`NotApplicable` -- it never runs something else silently.
@@ -50,7 +52,7 @@ class Recipe:
     cuda_graphs: bool = False        # capture and replay per (batch, seq) shape (CUDA)
     int8: bool = False               # INT8 GEMMs on a CPU (pt: dynamic quantization; mx: oneDNN, calibrated)
     compile: bool = False            # torch.compile (inductor) of the model (pt only)
-    onednn: bool = False             # oneDNN Linears, weights prepacked, bias+GELU fused (pt, CPU fp32)
+    onednn: bool = False             # oneDNN Linears, weights prepacked, bias+GELU fused (pt, CPU; fp32 or int8)
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
@@ -70,12 +72,13 @@ class Recipe:
         if self.compile and (self.cuda_graphs or self.int8):
             raise NotApplicable(f"recipe {self.name}: compile cannot apply with "
                                 f"{'cuda_graphs (inductor captures its own graphs)' if self.cuda_graphs else 'int8 (inductor does not compile dynamically quantized Linear layers)'}")
-        if self.onednn and (self.dtype != "float32" or not self.graph_pass or self.int8 or self.compile):
+        if self.onednn and (self.dtype != "float32" or not self.graph_pass or self.compile):
             raise ValueError("onednn prepacks the graph pass's float32 Linears: it needs dtype float32 and "
-                             "graph_pass, without int8 or compile")
-        if self.int8 and (self.dtype != "float32" or self.graph_pass or self.cuda_graphs):
+                             "graph_pass, without compile")
+        if self.int8 and (self.dtype != "float32" or self.cuda_graphs or (self.graph_pass and not self.onednn)):
             raise ValueError("int8 quantizes the float32 model's Linear/FullyConnected layers: it needs "
-                             "dtype float32, no graph pass and no CUDA graphs")
+                             "dtype float32 and no CUDA graphs; after the graph pass it needs onednn "
+                             "(oneDNN's INT8 Linear, bias+GELU in the kernel)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,7 +108,8 @@ EXTRA = [Recipe("bf16", "bfloat16"), Recipe("sdpa-fp16", "float16", attention="s
          Recipe("interleaved-fp32", attention="interleaved"),
          Recipe("graph-pass-fp32", attention="interleaved", graph_pass=True),
          Recipe("int8", int8=True), Recipe("compile-fp32", attention="sdpa", compile=True),
-         Recipe("onednn-fp32", attention="interleaved", graph_pass=True, onednn=True)]
+         Recipe("onednn-fp32", attention="interleaved", graph_pass=True, onednn=True),
+         Recipe("onednn-int8", attention="interleaved", graph_pass=True, onednn=True, int8=True)]
 RECIPES = {r.name: r for r in ladder() + EXTRA}
 
 

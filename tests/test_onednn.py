@@ -1,6 +1,8 @@
 """The ``onednn-fp32`` rung: the graph pass carried on to a CPU. Every Linear runs on oneDNN
 with its weight prepacked once, bias+GELU inside the FFN's first Linear; answers equal to
-the graph pass's own, refused where it cannot run or be exported."""
+the graph pass's own, refused where it cannot run or be exported. ``onednn-int8``: the same
+graph on oneDNN's INT8 Linear, its arithmetic checked against a float computation on the same
+integer codes, its answers against float32's."""
 import numpy as np
 import pytest
 import torch
@@ -55,16 +57,107 @@ def test_every_linear_is_prepacked_and_gelu_fused(embedded):
     assert left and all(n.endswith("_embed.weight") for n in left), sorted(left)
 
 
-def test_refused_where_it_cannot_run(embedded, tmp_path):
-    r = get_recipe("onednn-fp32")
-    with pytest.raises(NotApplicable, match="CPU kernel"):
-        E.check_applicable(r, torch.device("cuda"))
+@pytest.mark.parametrize("name,on_gpu", [("onednn-fp32", "CPU kernel"),
+                                          pytest.param("onednn-int8", "run on a CPU", marks=pytest.mark.skipif(
+                                              not onednn.available(int8=True), reason="no oneDNN INT8 Linear"))])
+def test_refused_where_it_cannot_run(embedded, tmp_path, name, on_gpu):
+    with pytest.raises(NotApplicable, match=on_gpu):
+        E.check_applicable(get_recipe(name), torch.device("cuda"))
     with pytest.raises(NotApplicable, match="opaque"):
-        bertg4.load("embedded", task="SST", recipe="onednn-fp32", checkpoint=embedded).export(str(tmp_path / "x"))
+        bertg4.load("embedded", task="SST", recipe=name, checkpoint=embedded).export(str(tmp_path / "x"))
     for engine in ("hf", "ort"):
         with pytest.raises(NotApplicable):
-            bertg4.load("embedded", task="SST", engine=engine, recipe="onednn-fp32", checkpoint=embedded)
+            bertg4.load("embedded", task="SST", engine=engine, recipe=name, checkpoint=embedded)
+
+
+def test_switches_it_needs():
     with pytest.raises(ValueError, match="needs dtype float32 and graph_pass"):
         Recipe("x", attention="interleaved", onednn=True)
     with pytest.raises(ValueError, match="needs dtype float32 and graph_pass"):
         Recipe("x", "float16", attention="interleaved", graph_pass=True, onednn=True)
+    with pytest.raises(ValueError, match="after the graph pass it needs onednn"):
+        Recipe("x", attention="interleaved", graph_pass=True, int8=True)
+
+
+# ---- onednn-int8 ---------------------------------------------------------------------------
+
+int8_only = pytest.mark.skipif(not onednn.available(int8=True), reason="this torch has no oneDNN INT8 Linear")
+
+
+@int8_only
+@pytest.mark.parametrize("qmax", [255, 127])
+def test_input_quantization_is_one_scale_over_the_range(qmax):
+    torch.manual_seed(0)
+    x = torch.randn(37, 96) * 3 + 0.5
+    codes, scale, zero = onednn.quantize_input(x, qmax)
+    assert codes.dtype == torch.uint8 and codes.shape == x.shape
+    assert 0 <= zero <= qmax and int(codes.max()) <= qmax + 1
+    assert scale == pytest.approx((float(x.max()) - float(x.min())) / qmax)
+    back = (codes.float() - zero) * scale
+    assert (back - x).abs().max() <= 0.5 * scale * (1 + 1e-5)
+    if qmax == 255:  # the same codes as PyTorch's own dynamic quantization
+        ref = torch.quantize_per_tensor_dynamic(x, torch.quint8, False)
+        assert torch.equal(codes, ref.int_repr()) and zero == ref.q_zero_point()
+    pos, _, zp = onednn.quantize_input(torch.rand(4, 8) + 1.0, qmax)  # the range always holds 0
+    assert zp == 0 and int(pos.min()) > 0
+    zeros, s0, z0 = onednn.quantize_input(torch.zeros(3, 5), qmax)
+    assert (zeros == z0).all() and s0 > 0
+
+
+@int8_only
+@pytest.mark.parametrize("gelu", [False, True])
+def test_int8_linear_is_integer_arithmetic_on_its_codes(gelu):
+    """oneDNN's result equals float arithmetic on the same integer codes (the only error left
+    is float32 summation order), so the kernel adds no error of its own to quantization's."""
+    torch.manual_seed(1)
+    x, w, b = torch.randn(2, 9, 64), torch.randn(48, 64) * 0.1, torch.randn(48)
+    codes, w_scale, w_zero = onednn.quantize_weight(w)
+    assert codes.dtype == torch.int8 and (w_zero == 0).all()
+    assert torch.allclose(codes.float() * w_scale[:, None], w, atol=float(w_scale.max()) * 0.5 + 1e-7)
+    packed = torch.ops.onednn.qlinear_prepack(codes, None)
+    y = (onednn.qlinear_gelu if gelu else onednn.qlinear)(x, packed, w_scale, w_zero, b)
+    q, s, z = onednn.quantize_input(x.reshape(-1, 64))
+    exact = ((q.double() - z) * s) @ (codes.double() * w_scale.double()[:, None]).T + b.double()
+    exact = F.gelu(exact) if gelu else exact
+    assert y.shape == (2, 9, 48)
+    assert (y.double().reshape(-1, 48) - exact).abs().max() <= 1e-4 * exact.abs().max()
+
+
+@int8_only
+def test_int8_graph_keeps_the_outlier_linear_float(embedded):
+    p = bertg4.load("embedded", task="SST", recipe="onednn-int8", checkpoint=embedded)
+    layers = p.config.num_layers
+    report = p.graph_report
+    # per layer: QKV, attention output, FFN in (+GELU) and out; then pooler and classifier
+    assert report["onednn_qlinear_gelu"] + report["onednn_linear_gelu"] == layers
+    assert sum(report[k] for k in ("onednn_linear", "onednn_qlinear")) == 3 * layers + 2
+    # the embedded MiniLM's strongest input outliers feed layer 0's FFN output (GELU outputs)
+    assert report["onednn_linear"] == 1 and report["onednn_linear_gelu"] == 0
+    kept = [n for n in p.module.graph.nodes if n.target is onednn.linear]
+    assert [n.args[1].target for n in kept] == ["onednn_w_bert_layers_0_ffn2_weight"]
+    for gm in (p.module, p.packed_module):
+        targets = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+        assert F.linear not in targets and bias_gelu not in targets and F.gelu not in targets
+        assert targets.count(onednn.qlinear_gelu) == layers
+    assert any("kept float32: bert.layers.0.ffn2" in n for n in p.notes)
+    ratios = onednn.input_outliers(
+        bertg4.load("embedded", task="SST", recipe="graph-pass-fp32", checkpoint=embedded).module,
+        (torch.randint(1000, 2000, (2, 12)), torch.zeros(2, 12, dtype=torch.long), torch.tensor([12, 7])))
+    assert len(ratios) == 4 * layers + 2 and "bert.layers.0.attn.qkv" in ratios
+
+
+@int8_only
+def test_int8_answers_stay_close_to_float32(embedded, sst2_dev):
+    """Embeddings of 64 SST-2 dev sentences against float32's, in every padding mode: as close
+    as PyTorch's dynamic INT8 (``int8``) gets (measured: mean cosine 0.993-0.994 for both)."""
+    texts = list(sst2_dev.first[:64])
+    ref = bertg4.load("embedded", task="embedding", recipe="graph-pass-fp32", seq_length=64, checkpoint=embedded)
+    rungs = {r: bertg4.load("embedded", task="embedding", recipe=r, seq_length=64, checkpoint=embedded)
+             for r in ("int8", "onednn-int8")}
+    batch = ref.featurize(texts)
+    a = ref.infer(batch, 32, padding="fixed")
+    for mode in ("fixed", "longest", "packed"):
+        cos = {r: (a * q.infer(batch, 32, padding=mode)).sum(-1) for r, q in rungs.items()}  # unit vectors
+        assert cos["onednn-int8"].min() >= 0.98, (mode, cos["onednn-int8"].min())
+        assert cos["onednn-int8"].mean() >= cos["int8"].mean() - 0.002, (mode, cos)
+        assert cos["onednn-int8"].min() < 0.9999  # a different computation, not the float one

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 
 import numpy as np
 import torch
 
-from ..system import cpu_name
+from ..system import cpu_has_vnni, cpu_name
 from ..checkpoint import Checkpoint
 from ..config import BertConfig
 from ..exported import predictor_fields, read_manifest, write_manifest
@@ -53,11 +54,13 @@ def check_applicable(recipe: Recipe, device: torch.device) -> None:
             raise NotApplicable(f"recipe {recipe.name}: CUDA graphs need a CUDA GPU")
         if recipe.onednn:
             from . import onednn
-            if not onednn.available():
+            if not onednn.available(recipe.int8):
                 raise NotApplicable(f"recipe {recipe.name}: torch {torch.__version__} has no oneDNN "
-                                    "prepacked Linear (torch.ops.mkldnn._linear_pointwise)")
+                                    + ("INT8 Linear (torch.ops.onednn.qlinear_pointwise)" if recipe.int8
+                                       else "prepacked Linear (torch.ops.mkldnn._linear_pointwise)"))
     elif recipe.int8:
-        raise NotApplicable(f"recipe {recipe.name}: PyTorch's dynamic INT8 quantization runs on a CPU")
+        raise NotApplicable(f"recipe {recipe.name}: PyTorch's INT8 Linear layers (dynamic quantization, "
+                            "oneDNN's INT8 Linear) run on a CPU")
     elif recipe.onednn:
         raise NotApplicable(f"recipe {recipe.name}: oneDNN's prepacked Linear is a CPU kernel; on a GPU "
                             "the graph pass's Linears run on cuBLAS (graph-pass rungs)")
@@ -179,13 +182,13 @@ class TorchPredictor(Predictor):
         """``torch.export`` the model to ``directory/model.pt2`` (dynamic batch size and sequence
         length: ``fixed`` and ``longest``) and, where there is one, the packed model to
         ``directory/model-packed.pt2`` (dynamic batch size, grid length and token count)."""
-        if self.recipe.int8:
-            raise NotApplicable(f"recipe {self.recipe.name}: torch.export cannot export dynamically "
-                                "quantized Linear layers; run the INT8 model as built")
         if self.recipe.onednn:
             raise NotApplicable(f"recipe {self.recipe.name}: oneDNN's prepacked weights are opaque tensors "
                                 "of the running process and torch.export cannot carry them; export "
                                 "graph-pass-fp32 (the same graph before prepacking)")
+        if self.recipe.int8:
+            raise NotApplicable(f"recipe {self.recipe.name}: torch.export cannot export dynamically "
+                                "quantized Linear layers; run the INT8 model as built")
         if self.recipe.compile:
             raise NotApplicable(f"recipe {self.recipe.name}: torch.compile is a just-in-time step of "
                                 "the running process, not part of an exported program; export the "
@@ -218,6 +221,36 @@ def _export(module, args, shapes, path):
     torch.export.save(program, path)
 
 
+def _prepack(module, packed, report, recipe, tokenizer, seq_length, vocab_size, notes):
+    """The graph-passed padded and packed graphs onto oneDNN's prepacked Linears (``int8``: its
+    INT8 Linear, the Linear with the strongest input outliers kept float32)."""
+    from . import onednn
+    keep, qmax = frozenset(), 255
+    if recipe.int8:
+        from .quantize import calibration_inputs, describe, keep_float
+        qmax = 255 if cpu_has_vnni() else 127
+        found = onednn.input_outliers(module, calibration_inputs(tokenizer, seq_length, vocab_size))
+        kept = keep_float({name: ratio for name, (ratio, _) in found.items()})
+        keep = frozenset(found[name][1] for name in kept)
+        ratios = {n: round(r, 2) for n, (r, _) in sorted(found.items(), key=lambda kv: -kv[1][0])}
+        notes.append(describe({"activation_bits": 8 if qmax == 255 else 7, "kept_float32": kept,
+                               "outlier_ratio": ratios}).replace("dynamic quantization", "oneDNN INT8 Linear, "
+                                                                 "activations quantized per call"))
+    cache = {}  # the padded and the packed graph share their weights: pack each once
+    module, prepacked = onednn.apply(module, cache, int8=recipe.int8, keep_float=keep, qmax=qmax)
+    packed, _ = onednn.apply(packed, cache, int8=recipe.int8, keep_float=keep, qmax=qmax)
+    onednn.release(module, packed)
+    if recipe.int8:
+        with warnings.catch_warnings():  # torch marks its quantized tensors deprecated (warned once)
+            warnings.simplefilter("ignore")
+            onednn.quantize_input(torch.zeros(1, 1))
+    kinds = {"onednn_linear_gelu": "Linear+GELU", "onednn_linear": "Linear",
+             "onednn_qlinear_gelu": "INT8 Linear+GELU", "onednn_qlinear": "INT8 Linear"}
+    notes.append("onednn: " + ", ".join(f"{n} {kinds[k]}" for k, n in prepacked.items() if n)
+                 + " layers on oneDNN with prepacked weights")
+    return module, packed, {**report, **prepacked}
+
+
 def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe = "baseline",
           device: str = "cpu", seq_length: int = 128, tokenizer: Tokenizer | None = None,
           num_labels: int | None = None) -> TorchPredictor:
@@ -231,7 +264,7 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
     M.load_weights(module, ckpt.weights)
     module = module.to(dev, TORCH_DTYPES[recipe.dtype]).eval()
     notes = list(ckpt.notes)
-    if recipe.int8:
+    if recipe.int8 and not recipe.onednn:
         from .quantize import calibration_inputs, describe, quantize_int8
         calib = calibration_inputs(tokenizer, seq_length, ckpt.config.vocab_size)
         module, int8_report = quantize_int8(module, calib)
@@ -242,14 +275,8 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
         module, report = graph_pass.apply(module)
         packed, _ = graph_pass.apply(packed)
         if recipe.onednn:
-            from . import onednn
-            cache = {}  # the padded and the packed graph share their weights: pack each once
-            module, prepacked = onednn.apply(module, cache)
-            packed, _ = onednn.apply(packed, cache)
-            onednn.release(module, packed)
-            report = {**report, **prepacked}
-            notes.append(f"onednn: {prepacked['onednn_linear_gelu']} Linear+GELU and "
-                         f"{prepacked['onednn_linear']} Linear layers on oneDNN with prepacked weights")
+            module, packed, report = _prepack(module, packed, report, recipe, tokenizer, seq_length,
+                                              ckpt.config.vocab_size, notes)
     if recipe.attention == "sdpa" and dev.type == "cuda" and \
             not varlen_kernel(TORCH_DTYPES[recipe.dtype], dev.type):
         notes.append("packed: this torch has no FlashAttention varlen kernel for this dtype/device; "
