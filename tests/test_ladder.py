@@ -10,7 +10,7 @@ import bertg4
 from bertg4.checkpoint import add_head, interleave_qkv as np_interleave, random_weights
 from bertg4.config import BertConfig
 from bertg4.pt import graph_pass, numerics
-from bertg4.pt.attention import interleave_qkv, interleaved_qk, interleaved_valatt, masked_softmax
+from bertg4.pt.attention import interleave_qkv, interleaved_qk, interleaved_valatt
 from bertg4.pt.model import ForClassification, ForEncoding, load_weights
 from bertg4.recipe import NotApplicable, Recipe, get_recipe, ladder
 from bertg4.text import Batch
@@ -157,12 +157,20 @@ def test_strided_views_do_not_copy():
     assert _head_view(proj, heads, 2).untyped_storage().data_ptr() == proj.untyped_storage().data_ptr()
 
 
-def test_masked_softmax_ignores_keys_past_valid_length():
-    scores = torch.randn(2 * 3, 5, 5)
-    probs = masked_softmax(scores, torch.tensor([1, 4]), heads=3)
-    assert (probs[:3, :, 1:] == 0).all() and torch.allclose(probs[:3, :, 0], torch.ones(3, 5))
+def test_scores_mask_keys_past_valid_length():
+    """The scores GEMM masks keys past each row's length (-inf), and leaves every other score
+    exactly as the unmasked GEMM gives it."""
+    L, B, heads, d = 5, 2, 3, 4
+    proj = torch.randn(L, B, 3 * heads * d)
+    plain = interleaved_qk(proj, heads)
+    masked = interleaved_qk(proj, heads, torch.tensor([1, 4]))
+    assert torch.isinf(masked[:3, :, 1:]).all() and (masked[:3, :, 1:] < 0).all()
+    assert torch.isinf(masked[3:, :, 4:]).all()
+    assert torch.equal(masked[:3, :, :1], plain[:3, :, :1]) and torch.equal(masked[3:, :, :4], plain[3:, :, :4])
+    probs = torch.softmax(masked, -1)
+    assert (probs[:3, :, 1:] == 0).all() and torch.allclose(probs[:3, :, 0], torch.ones(3, L))
     assert (probs[3:, :, 4:] == 0).all()
-    torch.testing.assert_close(probs.sum(-1), torch.ones(6, 5))
+    torch.testing.assert_close(probs.sum(-1), torch.ones(6, L))
 
 
 @pytest.mark.parametrize("lengths", [None, [1, 1, 1], [1, 24, 7, 2], [24, 24]])

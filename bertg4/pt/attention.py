@@ -7,8 +7,8 @@
   ``[q_0; k_0; v_0; q_1; ...]``, so the projected tensor ``(seq, batch, heads*3*d)`` holds
   each head's q, k and v side by side. Q, K and V are never copied apart: strided views
   of that tensor feed batched GEMMs directly (:func:`interleaved_qk`,
-  :func:`interleaved_valatt`), and the softmax is masked by ``valid_length`` inside
-  :func:`masked_softmax`. Without the graph pass the interleaved weight is rebuilt from
+  :func:`interleaved_valatt`), and the scores GEMM itself masks keys past ``valid_length``
+  (adding a row of 0 / ``-inf``) before the softmax. Without the graph pass the interleaved weight is rebuilt from
   the three projections on every call, as GluonNLP does; the pass prearranges it once.
 * ``sdpa`` -- PyTorch's fused ``scaled_dot_product_attention`` (flash / memory-efficient
   kernels on a GPU), for comparison.
@@ -52,12 +52,27 @@ def _head_view(proj: torch.Tensor, heads: int, which: int) -> torch.Tensor:
     return proj.as_strided((B * heads, L, d), (3 * d, B * H3, 1), proj.storage_offset() + which * d)
 
 
-def interleaved_qk(proj: torch.Tensor, heads: int) -> torch.Tensor:
-    """Scores ``Q K^T / sqrt(d)``, ``(batch*heads, seq, seq)``, from the interleaved projection."""
+def key_mask_bias(valid_length: torch.Tensor, heads: int, keys: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(batch*heads, 1, keys)``: 0 for keys ``< valid_length`` of the row, ``-inf`` past it."""
+    past = torch.arange(keys, device=valid_length.device)[None, None, :] >= \
+        valid_length.repeat_interleave(heads)[:, None, None]
+    return torch.zeros(past.shape, dtype=dtype, device=valid_length.device).masked_fill_(past, float("-inf"))
+
+
+def interleaved_qk(proj: torch.Tensor, heads: int, valid_length: torch.Tensor | None = None) -> torch.Tensor:
+    """Scores ``Q K^T / sqrt(d)``, ``(batch*heads, seq, seq)``, from the interleaved projection.
+
+    With ``valid_length``, keys past each row's length score ``-inf``: the GEMM adds the
+    :func:`key_mask_bias` row to its output (``baddbmm`` with ``beta=1``), which costs one
+    broadcast write instead of a second pass over the scores (``masked_fill``); adding 0 leaves
+    every other score exactly as it was."""
     if not proj.is_contiguous():
         proj = proj.contiguous()
     q, k = _head_view(proj, heads, 0), _head_view(proj, heads, 1)
     scale = 1.0 / math.sqrt(q.shape[-1])
+    if valid_length is not None:
+        return torch.baddbmm(key_mask_bias(valid_length, heads, k.shape[1], proj.dtype), q, k.transpose(1, 2),
+                             alpha=scale)
     out = torch.empty(q.shape[0], q.shape[1], k.shape[1], dtype=proj.dtype, device=proj.device)
     return torch.baddbmm(out, q, k.transpose(1, 2), beta=0.0, alpha=scale)
 
@@ -69,15 +84,6 @@ def interleaved_valatt(proj: torch.Tensor, probs: torch.Tensor, heads: int) -> t
     L, B, H3 = proj.shape
     ctx = torch.bmm(probs, _head_view(proj, heads, 2))  # (B*heads, L, d)
     return ctx.view(B, heads, L, -1).permute(2, 0, 1, 3).reshape(L, B, H3 // 3)
-
-
-def masked_softmax(scores: torch.Tensor, valid_length: torch.Tensor, heads: int,
-                   safe: bool = True, max_len: int = 512) -> torch.Tensor:
-    """Softmax over keys ``< valid_length`` of each row (``scores``: ``(batch*heads, q, k)``)."""
-    keys = torch.arange(scores.shape[-1], device=scores.device)
-    keep = keys[None, None, :] < valid_length.repeat_interleave(heads)[:, None, None]
-    return numerics.softmax(scores.masked_fill(~keep, float("-inf")), dim=-1, safe=safe,
-                            max_width=max_len)
 
 
 def grid_map(index: torch.Tensor, slots: int) -> torch.Tensor:
@@ -117,7 +123,7 @@ def train_dropout(module: nn.Module, x: torch.Tensor, p: float) -> torch.Tensor:
 
 
 # graph-pass and node-count friendly: each is one node in a torch.fx graph, like MXNet's operators
-for _name in ("interleave_qkv", "interleaved_qk", "interleaved_valatt", "masked_softmax"):
+for _name in ("interleave_qkv", "interleaved_qk", "interleaved_valatt"):
     torch.fx.wrap(_name)
 
 
@@ -168,8 +174,8 @@ class InterleavedSelfAttention(SelfAttention):
         proj = F.linear(x, weight, bias)  # (L, B, 3H), one GEMM
         if pack is not None:
             proj = pad_tokens(proj, pack)
-        probs = self._drop(masked_softmax(interleaved_qk(proj, heads), valid_length, heads, self.safe,
-                                          self.max_len))
+        scores = interleaved_qk(proj, heads, valid_length)  # keys past valid_length: -inf
+        probs = self._drop(numerics.softmax(scores, dim=-1, safe=self.safe, max_width=self.max_len))
         ctx = interleaved_valatt(proj, probs, heads)
         return self.out(ctx if pack is None else unpad_tokens(ctx, pack))
 
