@@ -50,7 +50,7 @@ class Recipe:
     true_fp16: bool = False          # GEMMs accumulate in fp16 (CUDA)
     graph_pass: bool = False         # graph pass at build/export time (pt: torch.fx; mx: exported graph)
     cuda_graphs: bool = False        # capture and replay per (batch, seq) shape (CUDA)
-    int8: bool = False               # INT8 GEMMs on a CPU (pt: dynamic quantization; mx: oneDNN, calibrated)
+    int8: bool = False               # INT8 GEMMs on a CPU (pt: dynamic quantization, or oneDNN's INT8 Linear with onednn; mx: oneDNN, calibrated)
     compile: bool = False            # torch.compile (inductor) of the model (pt only)
     onednn: bool = False             # oneDNN Linears, weights prepacked, bias+GELU fused (pt, CPU; fp32 or int8)
 

@@ -171,6 +171,13 @@ def test_scores_mask_keys_past_valid_length():
     assert (probs[:3, :, 1:] == 0).all() and torch.allclose(probs[:3, :, 0], torch.ones(3, L))
     assert (probs[3:, :, 4:] == 0).all()
     torch.testing.assert_close(probs.sum(-1), torch.ones(6, L))
+    # at BERT's shapes (the BLAS's blocked kernels, not the small-matrix loop)
+    L, B, heads, d = 128, 3, 12, 64
+    proj, lengths = torch.randn(L, B, 3 * heads * d), torch.tensor([128, 37, 1])
+    plain, masked = interleaved_qk(proj, heads), interleaved_qk(proj, heads, lengths)
+    keep = torch.arange(L)[None, None, :] < lengths.repeat_interleave(heads)[:, None, None]
+    keep = keep.expand_as(plain)
+    assert torch.equal(masked[keep], plain[keep]) and torch.isneginf(masked[~keep]).all()
 
 
 @pytest.mark.parametrize("lengths", [None, [1, 1, 1], [1, 24, 7, 2], [24, 24]])

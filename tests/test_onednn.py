@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import bertg4
 from bertg4.pt import engine as E
 from bertg4.pt import onednn
-from bertg4.pt.graph_pass import bias_gelu
+from bertg4.pt.graph_pass import _fetch, bias_gelu
 from bertg4.recipe import NotApplicable, Recipe, get_recipe
 
 pytestmark = pytest.mark.skipif(not onednn.available(), reason="this torch has no oneDNN prepacked Linear")
@@ -35,6 +35,15 @@ def test_answers_equal_the_graph_pass(embedded, texts, task):
         finite = np.isfinite(a)  # QA: positions outside the context are -inf in both
         assert (finite == np.isfinite(b)).all() and (a[~finite] == b[~finite]).all()
         assert np.abs(np.where(finite, a - b, 0.0)).max() <= 1e-5 * max(1.0, np.abs(a[finite]).max()), (task, mode)
+
+
+def test_both_graphs_share_one_prearranged_qkv(embedded):
+    """The padded and the packed graph hold one fused QKV tensor per layer, not one each: a
+    Linear kept float32 by its weight's identity stays float32 in both."""
+    p = bertg4.load("embedded", task="SST", recipe="graph-pass-fp32", checkpoint=embedded)
+    for layer in range(p.config.num_layers):
+        a = _fetch(p.module, f"bert.layers.{layer}.attn.qkv_weight")
+        assert a is _fetch(p.packed_module, f"inner.bert.layers.{layer}.attn.qkv_weight")
 
 
 def test_every_linear_is_prepacked_and_gelu_fused(embedded):
@@ -91,7 +100,7 @@ def test_input_quantization_is_one_scale_over_the_range(qmax):
     x = torch.randn(37, 96) * 3 + 0.5
     codes, scale, zero = onednn.quantize_input(x, qmax)
     assert codes.dtype == torch.uint8 and codes.shape == x.shape
-    assert 0 <= zero <= qmax and int(codes.max()) <= qmax + 1
+    assert 0 <= zero <= qmax and int(codes.max()) <= qmax
     assert scale == pytest.approx((float(x.max()) - float(x.min())) / qmax)
     back = (codes.float() - zero) * scale
     assert (back - x).abs().max() <= 0.5 * scale * (1 + 1e-5)
@@ -102,6 +111,11 @@ def test_input_quantization_is_one_scale_over_the_range(qmax):
     assert zp == 0 and int(pos.min()) > 0
     zeros, s0, z0 = onednn.quantize_input(torch.zeros(3, 5), qmax)
     assert (zeros == z0).all() and s0 > 0
+    tiny, st, _ = onednn.quantize_input(torch.full((2, 3), 1e-44), qmax)  # 1 / (range / qmax) overflows
+    assert st == 1.0 and (tiny == 0).all()
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="non-finite"):
+            onednn.quantize_input(torch.tensor([[0.5, bad]]), qmax)
 
 
 @int8_only
@@ -140,6 +154,11 @@ def test_int8_graph_keeps_the_outlier_linear_float(embedded):
         assert F.linear not in targets and bias_gelu not in targets and F.gelu not in targets
         assert targets.count(onednn.qlinear_gelu) == layers
     assert any("kept float32: bert.layers.0.ffn2" in n for n in p.notes)
+    # the packed graph keeps the same Linear float32 and shares every prepacked weight
+    kept_packed = [n for n in p.packed_module.graph.nodes if n.target is onednn.linear]
+    assert [n.args[1].target for n in kept_packed] == ["onednn_w_inner_bert_layers_0_ffn2_weight"]
+    for name in ("onednn_w_bert_layers_0_attn_qkv_weight", "onednn_w_bert_layers_3_ffn1_weight"):
+        assert getattr(p.module, name) is getattr(p.packed_module, "onednn_w_inner_" + name[len("onednn_w_"):])
     ratios = onednn.input_outliers(
         bertg4.load("embedded", task="SST", recipe="graph-pass-fp32", checkpoint=embedded).module,
         (torch.randint(1000, 2000, (2, 12)), torch.zeros(2, 12, dtype=torch.long), torch.tensor([12, 7])))

@@ -63,9 +63,12 @@ def interleaved_qk(proj: torch.Tensor, heads: int, valid_length: torch.Tensor | 
     """Scores ``Q K^T / sqrt(d)``, ``(batch*heads, seq, seq)``, from the interleaved projection.
 
     With ``valid_length``, keys past each row's length score ``-inf``: the GEMM adds the
-    :func:`key_mask_bias` row to its output (``baddbmm`` with ``beta=1``), which costs one
-    broadcast write instead of a second pass over the scores (``masked_fill``); adding 0 leaves
-    every other score exactly as it was."""
+    :func:`key_mask_bias` row to its output (``baddbmm`` with ``beta=1``) instead of a second
+    pass over the scores (``masked_fill``): at BERT-base's batch-8 shapes on a 2-core CPU,
+    1.7-2.2× faster (``results/2026-11-29_cpu_onednn_int8_vs_ort/kernels.txt``). Adding 0 leaves
+    every finite score as it was. A masked key's score is ``-inf`` plus its product, so a
+    product that overflowed to ``+inf`` or ``nan`` there gives ``nan`` (``masked_fill`` would
+    have hidden it); an unmasked one breaks the row either way."""
     if not proj.is_contiguous():
         proj = proj.contiguous()
     q, k = _head_view(proj, heads, 0), _head_view(proj, heads, 1)

@@ -185,7 +185,8 @@ class TorchPredictor(Predictor):
         if self.recipe.onednn:
             raise NotApplicable(f"recipe {self.recipe.name}: oneDNN's prepacked weights are opaque tensors "
                                 "of the running process and torch.export cannot carry them; export "
-                                "graph-pass-fp32 (the same graph before prepacking)")
+                                "graph-pass-fp32 (the same graph in float32, before "
+                                f"{'quantizing and ' if self.recipe.int8 else ''}prepacking)")
         if self.recipe.int8:
             raise NotApplicable(f"recipe {self.recipe.name}: torch.export cannot export dynamically "
                                 "quantized Linear layers; run the INT8 model as built")
@@ -238,7 +239,9 @@ def _prepack(module, packed, report, recipe, tokenizer, seq_length, vocab_size, 
                                                                  "activations quantized per call"))
     cache = {}  # the padded and the packed graph share their weights: pack each once
     module, prepacked = onednn.apply(module, cache, int8=recipe.int8, keep_float=keep, qmax=qmax)
-    packed, _ = onednn.apply(packed, cache, int8=recipe.int8, keep_float=keep, qmax=qmax)
+    packed, counts = onednn.apply(packed, cache, int8=recipe.int8, keep_float=keep, qmax=qmax)
+    if counts != prepacked:  # both graphs must run the same kernels on the same Linears
+        raise RuntimeError(f"the padded and the packed graph were rewritten differently: {prepacked} vs {counts}")
     onednn.release(module, packed)
     if recipe.int8:
         with warnings.catch_warnings():  # torch marks its quantized tensors deprecated (warned once)
@@ -272,8 +275,9 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
     packed = M.Packed(module).eval()  # the same weights (quantized ones too)
     report = None
     if recipe.graph_pass:
-        module, report = graph_pass.apply(module)
-        packed, _ = graph_pass.apply(packed)
+        shared = {}  # one prearranged QKV per layer for both graphs (and so one prepacked copy)
+        module, report = graph_pass.apply(module, shared)
+        packed, _ = graph_pass.apply(packed, shared)
         if recipe.onednn:
             module, packed, report = _prepack(module, packed, report, recipe, tokenizer, seq_length,
                                               ckpt.config.vocab_size, notes)

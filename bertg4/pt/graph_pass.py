@@ -70,7 +70,10 @@ def _fuse_bias_gelu(gm: torch.fx.GraphModule) -> int:
     return count
 
 
-def _prearrange_qkv(gm: torch.fx.GraphModule) -> int:
+def _prearrange_qkv(gm: torch.fx.GraphModule, shared: dict | None = None) -> int:
+    """``interleave_qkv`` of stored Q/K/V tensors -> one stored tensor, made once. ``shared``
+    (by the ids of Q, K and V) hands graphs traced from the same weights the same fused tensor."""
+    shared = {} if shared is None else shared
     count = 0
     for node in list(gm.graph.nodes):
         if not (node.op == "call_function" and node.target is interleave_qkv):
@@ -79,13 +82,17 @@ def _prearrange_qkv(gm: torch.fx.GraphModule) -> int:
         if not all(isinstance(t, torch.fx.Node) and t.op == "get_attr" for t in tensors):
             continue
         q, k, v = (_fetch(gm, t.target) for t in tensors)
-        fused = interleave_qkv(q.detach(), k.detach(), v.detach(), heads).clone()
+        key = (id(q), id(k), id(v), heads)
+        if key not in shared:
+            shared[key] = (nn.Parameter(interleave_qkv(q.detach(), k.detach(), v.detach(), heads).clone(),
+                                        requires_grad=False), (q, k, v))  # the sources pin the ids
+        fused = shared[key][0]
         # "layers.3.attn.query.weight" -> a new parameter "layers.3.attn.qkv_weight"
         owner, _, leaf = tensors[0].target.rpartition(".query.")
         name = f"{owner}.qkv_{leaf}" if owner else f"qkv_{leaf}"
         parent_name, _, attr = name.rpartition(".")
         parent = gm.get_submodule(parent_name) if parent_name else gm
-        parent.register_parameter(attr, nn.Parameter(fused, requires_grad=False))
+        parent.register_parameter(attr, fused)
         with gm.graph.inserting_before(node):
             const = gm.graph.get_attr(name)
         node.replace_all_uses_with(const)
@@ -115,13 +122,15 @@ def node_counts(gm: torch.fx.GraphModule) -> collections.Counter:
     return counts
 
 
-def apply(module: nn.Module) -> tuple[torch.fx.GraphModule, dict]:
-    """Trace (if needed) and rewrite; returns the module and a report of what changed."""
+def apply(module: nn.Module, shared: dict | None = None) -> tuple[torch.fx.GraphModule, dict]:
+    """Trace (if needed) and rewrite; returns the module and a report of what changed. Pass
+    one ``shared`` dict to graphs of the same weights (the padded and the packed model): their
+    prearranged QKV tensors are then one tensor each, not one per graph."""
     gm = trace(module)
     gm.graph.eliminate_dead_code()  # count only what the forward uses, before and after
     before = node_counts(gm)
     fused = _fuse_bias_gelu(gm)
-    prearranged = _prearrange_qkv(gm)
+    prearranged = _prearrange_qkv(gm, shared)
     gm.graph.eliminate_dead_code()
     gm.delete_all_unused_submodules()
     gm.graph.lint()

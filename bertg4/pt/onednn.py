@@ -37,6 +37,7 @@ where its time goes down.
 from __future__ import annotations
 
 import collections
+import math
 
 import torch
 import torch.fx
@@ -68,18 +69,28 @@ def linear_gelu(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "gelu", [], "none")
 
 
+_TINY = torch.finfo(torch.float32).tiny  # the smallest normal float32
+
+
 def quantize_input(x: torch.Tensor, qmax: int = 255) -> tuple[torch.Tensor, float, int]:
     """A 2-D float32 tensor as uint8 codes ``0..qmax``, one scale and zero point for the whole
     tensor (its range, widened to hold 0): ``(codes, scale, zero_point)``. ``qmax`` 127 keeps the
-    sums of two 8-bit products inside 16 bits on CPUs without VNNI."""
+    sums of two 8-bit products inside 16 bits on CPUs without VNNI. A non-finite input is an
+    error: one ``inf`` or ``nan`` would leave the whole tensor without a usable scale."""
     lo, hi = torch.aminmax(x)
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    scale = (hi - lo) / qmax if hi > lo else 1.0
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"INT8 Linear: its input holds non-finite values (range {lo} .. {hi})")
+    scale = (hi - lo) / qmax
+    if not scale >= _TINY:  # all zero, or a range too small for a float32 scale to divide by
+        scale = 1.0
     zero = int(min(qmax, max(0, round(-lo / scale))))
     q = torch.quantize_per_tensor(x, scale, zero, torch.quint8)
     # the codes as a plain uint8 tensor on the same memory (int_repr() would copy them)
-    return torch.empty(0, dtype=torch.uint8).set_(q.untyped_storage(), q.storage_offset(), q.size(),
-                                                  q.stride()), scale, zero
+    codes = torch.empty(0, dtype=torch.uint8).set_(q.untyped_storage(), q.storage_offset(), q.size(), q.stride())
+    if qmax < 255:  # rounding can put the top of the range one code past qmax
+        codes.clamp_(max=qmax)
+    return codes, scale, zero
 
 
 def _qlinear(x, packed, w_scale, w_zero, bias, qmax, post, algorithm):
