@@ -75,6 +75,20 @@ def measure(predictor, batch: Batch, batch_size: int, warmup: int = 3, iters: in
 
 
 
+def median_ms(fn, n: int = 30, warmup: int = 5) -> float:
+    """Median wall time, in ms, of ``n`` calls of ``fn()`` after ``warmup`` untimed ones: for
+    timing one kernel alone (the records' microbenchmark scripts); models go through
+    :func:`measure`."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
+
+
 def in_fresh_process(fn, *args, **kwargs):
     """``fn(*args, **kwargs)`` in a newly spawned Python process; its result comes back pickled.
 

@@ -128,3 +128,10 @@ def test_side_by_side_table_gives_speedups_over_the_reference():
     assert "pt baseline" in format_comparison(rows, reference=("pt", "baseline"))
     with pytest.raises(ValueError, match="reference"):
         format_comparison(rows, reference=("hf", "bf16"))
+
+
+def test_median_ms_times_each_call_after_the_warm_up():
+    from bertg4.bench import median_ms
+    calls = []
+    ms = median_ms(lambda: calls.append(1), n=7, warmup=3)
+    assert len(calls) == 10 and 0 <= ms < 1e3

@@ -6,10 +6,11 @@ float32 through ``F.linear`` and through oneDNN with the weight prepacked (what
 
     python results/2026-11-29_cpu_onednn_fixed_vs_ort/linears.py > results/2026-11-29_cpu_onednn_fixed_vs_ort/linears.txt
 """
-import time
 import warnings
 
 import torch
+
+from bertg4 import bench
 
 warnings.filterwarnings("ignore")
 torch.manual_seed(0)
@@ -18,14 +19,7 @@ SHAPES = [(768, 768)] * 4 + [(768, 3072), (3072, 768)]
 
 
 def median_ms(f, n=30):
-    for _ in range(5):
-        f()
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return 1e3 * sorted(ts)[n // 2]
+    return bench.median_ms(f, n)
 
 
 print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")

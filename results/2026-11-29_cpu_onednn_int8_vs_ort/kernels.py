@@ -10,11 +10,11 @@
 
     python results/2026-11-29_cpu_onednn_int8_vs_ort/kernels.py > results/2026-11-29_cpu_onednn_int8_vs_ort/kernels.txt
 """
-import time
 import warnings
 
 import torch
 
+from bertg4 import bench
 from bertg4.pt.attention import interleaved_qk
 from bertg4.pt.onednn import quantize_input
 
@@ -24,14 +24,7 @@ torch.set_num_threads(2)
 
 
 def median_ms(f, n=50):
-    for _ in range(5):
-        f()
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return 1e3 * sorted(ts)[n // 2]
+    return bench.median_ms(f, n)
 
 
 def pytorch_dynamic(x):
