@@ -144,9 +144,15 @@ def test_a_token_budget_bounds_every_batch():
 def test_a_token_budget_below_the_sequence_length_is_refused(capsys):
     from bertg4.serve.command import main
     assert main(["serve", "--seq-length", "64", "--max-batch-tokens", "32"]) == 2
-    assert "--max-batch-tokens 32 is below --seq-length 64" in capsys.readouterr().err
+    assert "(--max-batch-tokens) 32 is below the sequence length (--seq-length) 64" in capsys.readouterr().err
     assert main(["serve", "--seq-length", "64", "--max-batch-tokens", "64", "--padding", "fixed"]) == 2
-    assert "--padding fixed pads every row" in capsys.readouterr().err
+    assert "padding fixed pads every row" in capsys.readouterr().err
+    from bertg4.serve.app import check_token_budget  # what the replica runs too, with its own padding
+    check_token_budget(None, 64, "fixed")  # no budget: nothing to check
+    check_token_budget(64, 64, "packed")
+    check_token_budget(8, None, None)  # sequence length not known yet (an export): checked by the replica
+    with pytest.raises(ValueError, match="counts real tokens"):
+        check_token_budget(256, 64, "fixed")
 
 
 def test_weigh_counts_texts_or_tokens(reference):

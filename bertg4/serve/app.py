@@ -123,6 +123,20 @@ def weigh(predictor, rows: list, by_tokens: bool) -> Rows:
     return out
 
 
+def check_token_budget(max_batch_tokens: int | None, seq_length: int | None, padding: str | None) -> None:
+    """Refuse a token budget per batch that could never work: below the sequence length (a
+    text of that many tokens would never fit) or with ``fixed`` padding (every row then
+    computes the full sequence length, whatever its tokens). ``seq_length`` None: unknown yet."""
+    if max_batch_tokens is None:
+        return
+    if seq_length is not None and max_batch_tokens < seq_length:
+        raise ValueError(f"max batch tokens (--max-batch-tokens) {max_batch_tokens} is below the sequence length "
+                         f"(--seq-length) {seq_length}: a text of that many tokens could never be batched")
+    if padding == "fixed":
+        raise ValueError("max batch tokens (--max-batch-tokens) counts real tokens, but padding fixed pads every "
+                         "row to the sequence length; use longest or packed padding")
+
+
 def batch_cost(items) -> int:
     return sum(getattr(r, "cost", len(r)) for r in items)
 
@@ -172,13 +186,8 @@ def build_deployment():
             self.padding = spec.get("padding")
             padding = self.padding or getattr(self.predictor, "default_padding", "fixed")  # what batches run
             self.max_batch_tokens = int(spec["max_batch_tokens"]) if spec.get("max_batch_tokens") else None
-            seq = int(getattr(self.predictor, "seq_length", 0) or spec["seq_length"])
-            if self.max_batch_tokens is not None and self.max_batch_tokens < seq:
-                raise ValueError(f"max_batch_tokens={self.max_batch_tokens} is below the sequence length {seq}: "
-                                 "a text of that many tokens could never be batched")
-            if self.max_batch_tokens is not None and padding == "fixed":
-                raise ValueError("max_batch_tokens counts real tokens, but this server pads every row to the "
-                                 "sequence length (padding fixed); use longest or packed padding")
+            check_token_budget(self.max_batch_tokens,
+                               int(getattr(self.predictor, "seq_length", 0) or spec["seq_length"]), padding)
             self._batched.set_max_batch_size(self.max_batch_tokens or int(spec["max_batch_size"]))
             self._batched.set_batch_wait_timeout_s(float(spec["batch_wait_ms"]) / 1e3)
             self.node = ray.get_runtime_context().get_node_id()

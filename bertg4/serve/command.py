@@ -180,13 +180,8 @@ def _serve(args) -> int:
     if args.padding:
         from ..padding import check_padding
         check_padding(args.padding)  # a clear error here rather than a failed replica
-    if args.max_batch_tokens is not None:
-        if not args.exported_model and args.max_batch_tokens < args.seq_length:
-            raise ValueError(f"--max-batch-tokens {args.max_batch_tokens} is below --seq-length {args.seq_length}: "
-                             "a text of that many tokens could never be batched")
-        if args.padding == "fixed":
-            raise ValueError("--max-batch-tokens counts real tokens, but --padding fixed pads every row to the "
-                             "sequence length; use longest or packed padding")
+    from .app import check_token_budget  # here for a clear error before Ray starts; the replica checks again
+    check_token_budget(args.max_batch_tokens, None if args.exported_model else args.seq_length, args.padding)
     if args.write_config:
         print(f"written: {write_config(args, args.write_config)}")
         return 0
