@@ -228,15 +228,14 @@ def _prepack(module, packed, report, recipe, tokenizer, seq_length, vocab_size, 
     from . import onednn
     keep, qmax = frozenset(), 255
     if recipe.int8:
-        from .quantize import calibration_inputs, describe, keep_float
+        from .quantize import calibration_inputs, describe, int8_report, keep_float
         qmax = 255 if cpu_has_vnni() else 127
         found = onednn.input_outliers(module, calibration_inputs(tokenizer, seq_length, vocab_size))
-        kept = keep_float({name: ratio for name, (ratio, _) in found.items()})
+        ratios = {name: ratio for name, (ratio, _) in found.items()}
+        kept = keep_float(ratios)
         keep = frozenset(found[name][1] for name in kept)
-        ratios = {n: round(r, 2) for n, (r, _) in sorted(found.items(), key=lambda kv: -kv[1][0])}
-        notes.append(describe({"activation_bits": 8 if qmax == 255 else 7, "kept_float32": kept,
-                               "outlier_ratio": ratios}).replace("dynamic quantization", "oneDNN INT8 Linear, "
-                                                                 "activations quantized per call"))
+        notes.append(describe(int8_report(ratios, kept, 8 if qmax == 255 else 7),
+                              "oneDNN INT8 Linear, activations quantized per call"))
     cache = {}  # the padded and the packed graph share their weights: pack each once
     module, prepacked = onednn.apply(module, cache, int8=recipe.int8, keep_float=keep, qmax=qmax)
     packed, counts = onednn.apply(packed, cache, int8=recipe.int8, keep_float=keep, qmax=qmax)

@@ -19,8 +19,8 @@ is rebuilt from its checkpoint, never exported in this form.
 
 **INT8** (``onednn-int8``): the same rewrite onto oneDNN's INT8 Linear
 (``torch.ops.onednn.qlinear_pointwise``), the kernel inductor lowers PyTorch's x86 INT8 to.
-Weights are int8 with one scale per output channel (symmetric, as PyTorch's dynamic
-quantization takes them), reordered once by ``torch.ops.onednn.qlinear_prepack``; each call
+Weights are int8 with one scale per output channel (symmetric, the scale PyTorch's dynamic
+quantization takes; :func:`quantize_weight`), reordered once by ``torch.ops.onednn.qlinear_prepack``; each call
 quantizes its input to uint8 with one scale and zero point for the whole tensor, computed from
 that input (dynamic quantization, as ``int8`` and ONNX Runtime's dynamic INT8 do), and gets
 float32 out with the bias, and for the FFN's first Linear the GELU, applied in the kernel. The
@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .graph_pass import _fetch, bias_gelu
+from .quantize import channel_amax, outlier_ratio
 
 
 def available(int8: bool = False) -> bool:
@@ -112,20 +113,27 @@ def qlinear_gelu(x, packed, w_scale, w_zero, bias, qmax: int = 255):
 
 
 def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """int8 codes, one symmetric scale per output channel (``amax / 127.5``, as PyTorch's
-    per-channel symmetric observer takes it) and zero points (all 0)."""
+    """int8 codes, one symmetric scale per output channel and zero points (all 0). The scale is
+    PyTorch's per-channel symmetric observer's (``amax / 127.5``); the codes round ``w / scale``,
+    where PyTorch's quantizer multiplies by ``1 / scale``, so a code whose ``w / scale`` sits
+    next to a half can land one step from ``int8``'s."""
     w = weight.detach().float()
     scale = (w.abs().amax(1) / 127.5).clamp(min=torch.finfo(torch.float32).eps)
     codes = torch.round(w / scale[:, None]).clamp(-128, 127).to(torch.int8)
     return codes, scale, torch.zeros(w.shape[0], dtype=torch.int64)
 
 
-def _pack_int8(gm: torch.fx.GraphModule, name: str, weight: torch.Tensor, cache: dict) -> list:
-    """``get_attr`` nodes of ``weight`` as prepacked int8 codes, its scales and zero points."""
-    key = (id(weight), "int8")
+def _pack(gm: torch.fx.GraphModule, name: str, weight: torch.Tensor, cache: dict, int8: bool = False) -> list:
+    """``get_attr`` nodes of ``weight`` prepacked: float32 (one node), or int8 codes, scales and
+    zero points (:func:`quantize_weight`). ``cache`` (by tensor) packs a
+    weight shared by several graphs (the padded and the packed model) or Linears once."""
+    key = (id(weight), int8)
     if key not in cache:
-        codes, scale, zero = quantize_weight(weight)
-        cache[key] = (torch.ops.onednn.qlinear_prepack(codes, None), scale, zero)
+        if int8:
+            codes, scale, zero = quantize_weight(weight)
+            cache[key] = (torch.ops.onednn.qlinear_prepack(codes, None), scale, zero)
+        else:
+            cache[key] = (torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous().float()),)
     base = name.replace(".", "_")
     nodes = []
     for prefix, t in zip(("onednn_w_", "onednn_s_", "onednn_z_"), cache[key]):
@@ -135,18 +143,6 @@ def _pack_int8(gm: torch.fx.GraphModule, name: str, weight: torch.Tensor, cache:
     return nodes
 
 
-def _pack(gm: torch.fx.GraphModule, name: str, weight: torch.Tensor, cache: dict) -> torch.fx.Node:
-    """A ``get_attr`` of ``weight`` prepacked; ``cache`` (by tensor) packs a weight shared by
-    several graphs (the padded and the packed model) or several Linears once."""
-    packed = cache.get(id(weight))
-    if packed is None:
-        packed = cache[id(weight)] = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous().float())
-    attr = "onednn_w_" + name.replace(".", "_")
-    if not hasattr(gm, attr):
-        gm.register_buffer(attr, packed, persistent=False)
-    return gm.graph.get_attr(attr)
-
-
 def _const(gm: torch.fx.GraphModule, node) -> torch.Tensor | None:
     if isinstance(node, torch.fx.Node) and node.op == "get_attr":
         return _fetch(gm, node.target)
@@ -154,26 +150,27 @@ def _const(gm: torch.fx.GraphModule, node) -> torch.Tensor | None:
 
 
 def _linears(gm: torch.fx.GraphModule):
-    """Each Linear of the graph as ``(node, x, weight name, weight, bias node, gelu node)``:
+    """Each Linear of the graph as ``(node, weight name, weight, bias, gelu node)`` (its input is
+    ``node.args[0]``; bias: a node, or a module's bias by name):
     ``bias_gelu(F.linear(x, W), b)`` (gelu node: the ``bias_gelu``), ``F.linear(x, W[, b])`` on
     stored tensors, and ``nn.Linear`` module calls."""
     out = []
     for node in gm.graph.nodes:
         if node.op == "call_function" and node.target is F.linear:
             args = list(node.args) + [node.kwargs.get("bias")] * (3 - len(node.args))
-            x, wnode, bnode = args[:3]
+            _, wnode, bnode = args[:3]
             weight = _const(gm, wnode)
             if weight is None or (bnode is not None and _const(gm, bnode) is None):
                 continue
             gelu = next(iter(node.users)) if len(node.users) == 1 else None
             if bnode is None and gelu is not None and gelu.op == "call_function" and gelu.target is bias_gelu \
                     and gelu.args[0] is node and not node.kwargs:
-                out.append((node, x, wnode.target, weight, gelu.args[1], gelu))
+                out.append((node, wnode.target, weight, gelu.args[1], gelu))
             else:
-                out.append((node, x, wnode.target, weight, bnode, None))
+                out.append((node, wnode.target, weight, bnode, None))
         elif node.op == "call_module" and isinstance(gm.get_submodule(node.target), nn.Linear):
             mod = gm.get_submodule(node.target)
-            out.append((node, node.args[0], f"{node.target}.weight", mod.weight,
+            out.append((node, f"{node.target}.weight", mod.weight,
                         f"{node.target}.bias" if mod.bias is not None else None, None))
     return out
 
@@ -190,19 +187,17 @@ def linear_name(weight_name: str) -> str:
 def input_outliers(gm: torch.fx.GraphModule, inputs: tuple) -> dict[str, tuple[float, int]]:
     """Per Linear of the graph (by :func:`linear_name`): its input's largest channel maximum |x|
     over the median channel's on one call ``gm(*inputs)``, and the id of its weight."""
-    found = {node: (linear_name(name), id(weight)) for node, _, name, weight, _, _ in _linears(gm)}
+    found = {node: (linear_name(name), id(weight)) for node, name, weight, _, _ in _linears(gm)}
     amax = {}
 
     class Watch(torch.fx.Interpreter):
         def run_node(self, n):
             if n in found:
-                x = self.env[n.args[0]]
-                a = x.detach().abs().reshape(-1, x.shape[-1]).amax(0)
-                amax[n] = torch.maximum(amax[n], a) if n in amax else a
+                amax[n] = channel_amax(self.env[n.args[0]], amax.get(n))
             return super().run_node(n)
 
     Watch(gm).run(*inputs)
-    return {found[n][0]: (float(a.max() / a.median().clamp(min=1e-12)), found[n][1]) for n, a in amax.items()}
+    return {found[n][0]: (outlier_ratio(a), found[n][1]) for n, a in amax.items()}
 
 
 def apply(gm: torch.fx.GraphModule, cache: dict | None = None, int8: bool = False,
@@ -217,18 +212,18 @@ def apply(gm: torch.fx.GraphModule, cache: dict | None = None, int8: bool = Fals
                            f"{'INT8 Linear (torch.ops.onednn.qlinear_pointwise)' if int8 else 'Linear (torch.ops.mkldnn._linear_pointwise)'}")
     cache = {} if cache is None else cache
     counts = collections.Counter()
-    for node, _, name, weight, bias, gelu in _linears(gm):
+    for node, name, weight, bias, gelu in _linears(gm):
         x = node.args[0]  # read now: an earlier rewrite may have replaced the node that feeds it
         last = gelu if gelu is not None else node
         with gm.graph.inserting_before(last):
             b = gm.graph.get_attr(bias) if isinstance(bias, str) else bias
             if int8 and id(weight) not in keep_float:
-                w = _pack_int8(gm, name, weight, cache)
+                w = _pack(gm, name, weight, cache, int8=True)
                 new = gm.graph.call_function(qlinear_gelu if gelu is not None else qlinear, (x, *w, b, qmax))
                 kind = "onednn_qlinear"
             else:
                 w = _pack(gm, name, weight, cache)
-                new = gm.graph.call_function(linear_gelu if gelu is not None else linear, (x, w, b))
+                new = gm.graph.call_function(linear_gelu if gelu is not None else linear, (x, *w, b))
                 kind = "onednn_linear"
         last.replace_all_uses_with(new)
         gm.graph.erase_node(last)

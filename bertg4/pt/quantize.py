@@ -61,23 +61,33 @@ def linears(module: torch.nn.Module) -> list[str]:
     return [n for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
 
 
+def channel_amax(x: torch.Tensor, seen: torch.Tensor | None = None) -> torch.Tensor:
+    """Each input channel's largest |x| (the last dimension), merged with ``seen`` so far."""
+    a = x.detach().abs().reshape(-1, x.shape[-1]).amax(0)
+    return a if seen is None else torch.maximum(seen, a)
+
+
+def outlier_ratio(amax: torch.Tensor) -> float:
+    """The largest channel maximum over the median channel's: how far one scale per tensor
+    is stretched by a few channels."""
+    return float(amax.max() / amax.median().clamp(min=1e-12))
+
+
 @torch.no_grad()
 def outliers(module: torch.nn.Module, inputs: tuple) -> dict[str, float]:
-    """Per Linear: its inputs' largest channel maximum |x| over the median channel's, on one
-    float32 call ``module(*inputs)``."""
+    """Per Linear: its inputs' :func:`outlier_ratio` on one float32 call ``module(*inputs)``."""
     amax, hooks = {}, []
     for name, m in module.named_modules():
         if isinstance(m, torch.nn.Linear):
             def hook(mod, args, out, name=name):
-                x = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0)
-                amax[name] = torch.maximum(amax[name], x) if name in amax else x
+                amax[name] = channel_amax(args[0], amax.get(name))
             hooks.append(m.register_forward_hook(hook))
     try:
         module(*inputs)
     finally:
         for h in hooks:
             h.remove()
-    return {n: float(a.max() / a.median().clamp(min=1e-12)) for n, a in amax.items()}
+    return {n: outlier_ratio(a) for n, a in amax.items()}
 
 
 def keep_float(ratios: dict[str, float], threshold: float = OUTLIER_RATIO) -> list[str]:
@@ -96,6 +106,13 @@ def calibration_inputs(tokenizer, seq_length: int, vocab_size: int) -> tuple:
     calib = calibration_batch(tokenizer, seq_length, vocab_size)
     calib = trim(calib, int(calib.valid_length.max()))
     return tuple(torch.from_numpy(a) for a in (calib.input_ids, calib.token_types, calib.valid_length))
+
+
+def int8_report(ratios: dict[str, float], kept: list[str], activation_bits: int) -> dict:
+    """What :func:`describe` says: activation bits, the Linears kept float32, every outlier
+    ratio (strongest first)."""
+    return {"activation_bits": activation_bits, "kept_float32": kept,
+            "outlier_ratio": {n: round(r, 2) for n, r in sorted(ratios.items(), key=lambda kv: -kv[1])}}
 
 
 def quantize_linears(module: torch.nn.Module, names, reduce_range: bool) -> torch.nn.Module:
@@ -125,14 +142,12 @@ def quantize_int8(module: torch.nn.Module, calibration: tuple | None = None,
     ratios = outliers(module, calibration) if calibration is not None else {}
     kept = keep_float(ratios)
     quantize_linears(module, [n for n in linears(module) if n not in kept], reduce_range)
-    report = {"activation_bits": 7 if reduce_range else 8, "kept_float32": kept,
-              "outlier_ratio": {n: round(r, 2) for n, r in sorted(ratios.items(), key=lambda kv: -kv[1])}}
-    return module, report
+    return module, int8_report(ratios, kept, 7 if reduce_range else 8)
 
 
-def describe(report: dict) -> str:
+def describe(report: dict, method: str = "dynamic quantization") -> str:
     kept = ", ".join(report["kept_float32"]) or "none"
     top = next(iter(report["outlier_ratio"].items()), None)
-    return (f"INT8: dynamic quantization, per-channel int8 weights, {report['activation_bits']}-bit activations "
+    return (f"INT8: {method}, per-channel int8 weights, {report['activation_bits']}-bit activations "
             f"({'VNNI' if report['activation_bits'] == 8 else 'no VNNI: 7 bits against overflow'}); kept float32: "
             f"{kept}" + (f" (strongest input outliers: {top[0]}, max/median channel {top[1]:.1f})" if top else ""))

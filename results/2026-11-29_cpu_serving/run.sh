@@ -5,14 +5,9 @@ set -u
 OUT=${1:-results/2026-11-29_cpu_serving}
 PORT=18500
 LOG=$(mktemp -d)
-bertg4 serve --seq-length 64 --max-batch-size 8 --batch-wait-ms 10 --threads 1 --num-cpus 2 --port $PORT \
-    > "$LOG/server.log" 2>&1 &
-SPID=$!
-for i in $(seq 1 240); do
-    grep -q "listening on" "$LOG/server.log" && break
-    kill -0 $SPID 2>/dev/null || { cat "$LOG/server.log"; exit 1; }
-    sleep 1
-done
+. "$(dirname "$0")/../../scripts/serve_ready.sh"
+start_server "$LOG/server.log" --seq-length 64 --max-batch-size 8 --batch-wait-ms 10 --threads 1 --num-cpus 2 \
+    --port $PORT
 bertg4 loadtest --url http://127.0.0.1:$PORT --capacity-fractions 0.2,0.5,0.8 --find-max --price-per-hour 0.17 \
     --offline --requests 300 --duration 30 --output "$OUT"
 RC=$?

@@ -9,19 +9,14 @@ OUT=${1:-results/2026-11-29_cpu_serving_direct_ingress}
 SERVE="--seq-length 64 --max-batch-size 4 --batch-wait-ms 5 --threads 2 --num-cpus 2"
 LOAD="--capacity-fractions 0.2,0.5,0.8 --find-max --price-per-hour 0.17 --offline --requests 600 --duration 30"
 LOG=$(mktemp -d)
+. "$(dirname "$0")/../../scripts/serve_ready.sh"
 RC=0
 for MODE in direct proxy; do
     PORT=$((18500 + RANDOM % 400))
     FLAG=$([ $MODE = direct ] && echo --direct-ingress)
-    bertg4 serve $SERVE --port $PORT $FLAG > "$LOG/$MODE.log" 2>&1 &
-    SPID=$!
-    for i in $(seq 1 240); do
-        grep -q "Ctrl-C" "$LOG/$MODE.log" && break
-        kill -0 $SPID 2>/dev/null || { cat "$LOG/$MODE.log"; exit 1; }
-        sleep 1
-    done
+    start_server "$LOG/$MODE.log" $SERVE --port $PORT $FLAG
     URL=http://127.0.0.1:$PORT
-    [ $MODE = direct ] && URL=$(grep -o "no proxy hop): http://[0-9.:]*" "$LOG/$MODE.log" | sed 's/.*: //')
+    [ $MODE = direct ] && URL=$(direct_url "$LOG/$MODE.log")
     echo "== $MODE: $URL"
     bertg4 loadtest --url "$URL" $LOAD --output "$OUT/$MODE" || RC=$?
     kill -TERM $SPID; wait $SPID

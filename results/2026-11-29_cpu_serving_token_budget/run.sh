@@ -7,15 +7,10 @@ set -u
 OUT=${1:-results/2026-11-29_cpu_serving_token_budget}
 PORT=$((18500 + RANDOM % 400))
 LOG=$(mktemp -d)
-bertg4 serve --seq-length 64 --max-batch-tokens 128 --max-batch-size 4 --batch-wait-ms 5 --threads 2 \
-    --num-cpus 2 --port $PORT --direct-ingress > "$LOG/server.log" 2>&1 &
-SPID=$!
-for i in $(seq 1 240); do
-    grep -q "Ctrl-C" "$LOG/server.log" && break
-    kill -0 $SPID 2>/dev/null || { cat "$LOG/server.log"; exit 1; }
-    sleep 1
-done
-URL=$(grep -o "no proxy hop): http://[0-9.:]*" "$LOG/server.log" | sed 's/.*: //')
+. "$(dirname "$0")/../../scripts/serve_ready.sh"
+start_server "$LOG/server.log" --seq-length 64 --max-batch-tokens 128 --max-batch-size 4 --batch-wait-ms 5 \
+    --threads 2 --num-cpus 2 --port $PORT --direct-ingress
+URL=$(direct_url "$LOG/server.log")
 bertg4 loadtest --url "$URL" --capacity-fractions 0.2,0.5,0.8 --find-max --price-per-hour 0.17 --offline \
     --requests 600 --duration 30 --output "$OUT"
 RC=$?
