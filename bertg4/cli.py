@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-seconds", type=float, default=10.0, help="time budget per point (default 10)")
     b.add_argument("--quick", action="store_true",
                    help="CI-sized: batch 1,2, seq 16, 2 timed batches (explicit sizes still win)")
+    b.add_argument("--rounds", type=_positive_int, default=1,
+                   help="measure every point N times, the engines taking turns in their own "
+                   "processes (A B, B A, ...); side-by-side tables give the median of each "
+                   "round's own speedup, which the machine's drift between runs cancels from "
+                   "(default 1)")
     b.add_argument("--fresh", action="store_true",
                    help="start over instead of resuming the points already in records.jsonl")
     b.add_argument("--no-progress", action="store_true")
@@ -300,6 +305,9 @@ def _bench(args) -> int:
     import os
     from .bench import write_jsonl
     os.makedirs(args.output, exist_ok=True)
+    if args.rounds > 1 and (args.traffic or args.suite):
+        raise ValueError("--rounds repeats the fixed-shape sweep; --traffic (--repeats) and --suite "
+                         "time their own repeats")
     if args.traffic:
         return _bench_traffic(args)
     if args.padding or args.peers:
@@ -318,7 +326,7 @@ def _bench(args) -> int:
         recipes = list(dict.fromkeys(r.name for n in names for r in (ladder() if n == "ladder" else [get_recipe(n)])))
         points = plan(args.engine or ["pt"], recipes, args.task or ["SST"],
                       args.seq_lengths or q.get("seq_lengths", ARTICLE_SEQ_LENGTHS),
-                      args.batch_sizes or q.get("batch_sizes", ARTICLE_BATCH_SIZES))
+                      args.batch_sizes or q.get("batch_sizes", ARTICLE_BATCH_SIZES), rounds=args.rounds)
         path = os.path.join(args.output, "records.jsonl")
         run_sweep(points, path, model=args.model, device=args.device,
                   warmup=q.get("warmup", args.warmup), iters=q.get("iters", args.iters),

@@ -4,12 +4,21 @@ Every point is one record, appended to a JSONL file as soon as it is measured, s
 interrupted sweep loses at most the point it was on; run the same command again and the
 points already in the file are skipped. Points that cannot run (a recipe the device cannot
 honour, out of memory) are recorded with that status and the sweep goes on.
+
+**Rounds** (``bertg4 bench --rounds N``): every point is measured ``N`` times, the engines in
+their own processes taking turns in A B, B A, A B ... order, so that two engines compared
+were measured next to each other in time each round. A shared VM's speed drifts by more
+than the difference between two close engines over the minutes one engine's sweep takes;
+:func:`format_comparison` gives the median over rounds of each round's own ratio (and its
+range), which that drift cancels from.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
 
 from . import data as D
 from .bench import in_fresh_process, measure_points
@@ -30,17 +39,30 @@ class Point:
     task: str
     seq_length: int
     batch_size: int
+    round: int = 0
 
 
-def plan(engines, recipes, tasks, seq_lengths, batch_sizes) -> list[Point]:
-    """Every combination, in the order they run (one predictor per engine/recipe/task/seq)."""
-    return [Point(e, get_recipe(r).name, get_task(t).name, int(s), int(b))
-            for e in engines for r in recipes for t in tasks for s in seq_lengths for b in batch_sizes]
+def plan(engines, recipes, tasks, seq_lengths, batch_sizes, rounds: int = 1) -> list[Point]:
+    """Every combination, ``rounds`` times, in the order they run (one predictor per
+    engine/recipe/task/seq; in each round, the engines in turn: see :func:`run_order`)."""
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+    return [Point(e, get_recipe(r).name, get_task(t).name, int(s), int(b), n)
+            for n in range(rounds) for e in run_order(engines, n)
+            for r in recipes for t in tasks for s in seq_lengths for b in batch_sizes]
+
+
+def run_order(engines, round_: int) -> list:
+    """The engines of round ``round_``: as given in even rounds, reversed in odd ones (A B, B A,
+    A B ...), so each engine is as often measured first as last."""
+    engines = list(dict.fromkeys(engines))
+    return engines[::-1] if round_ % 2 else engines
 
 
 def point_of(rec: dict) -> Point | None:
     try:
-        return Point(rec["engine"], rec["recipe"], rec["task"], int(rec["seq_length"]), int(rec["batch_size"]))
+        return Point(rec["engine"], rec["recipe"], rec["task"], int(rec["seq_length"]), int(rec["batch_size"]),
+                     int(rec.get("round", 0)))
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -82,10 +104,11 @@ def run_sweep(points: list[Point], output: str, model: str = "random:bert_12_768
               isolate: bool | None = None) -> list[dict]:
     """Measure every point not yet in ``output`` (JSONL); returns the records written now.
 
-    ``isolate`` (default: when the points span more than one engine) measures each engine in
-    a fresh process, one after the other: MXNet's and PyTorch's OpenMP thread pools keep
-    spinning after their own work and slow the other engine down when they share a process
-    (on a 2-core CPU, transformers measured after MXNet took twice as long as alone).
+    ``isolate`` (default: when the points span more than one engine or round) measures each
+    engine of each round in a fresh process, one after the other, in the order of ``points``:
+    MXNet's and PyTorch's OpenMP thread pools keep spinning after their own work and slow the
+    other engine down when they share a process (on a 2-core CPU, transformers measured after
+    MXNet took twice as long as alone).
     """
     from .api import load
     from .checkpoint import load_checkpoint
@@ -96,13 +119,15 @@ def run_sweep(points: list[Point], output: str, model: str = "random:bert_12_768
     if len(todo) < len(points):
         log(f"resuming: {len(points) - len(todo)} of {len(points)} points already in {output}")
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    engines = list(dict.fromkeys(p.engine for p in todo))
-    if isolate if isolate is not None else len(engines) > 1:
+    turns = list(dict.fromkeys((p.round, p.engine) for p in todo))
+    rounds = {p.round for p in points}
+    if isolate if isolate is not None else len({e for _, e in turns}) > 1 or len(rounds) > 1:
         written = []
-        for engine in engines:
-            log(f"engine {engine}: measured in its own process")
-            written += in_fresh_process(run_sweep, [p for p in todo if p.engine == engine], output,
-                                        model, device, warmup, iters, max_seconds, True, progress,
+        for n, engine in turns:
+            log(f"engine {engine}{f', round {n + 1} of {len(rounds)}' if len(rounds) > 1 else ''}: "
+                "measured in its own process")
+            written += in_fresh_process(run_sweep, [p for p in todo if (p.round, p.engine) == (n, engine)],
+                                        output, model, device, warmup, iters, max_seconds, True, progress,
                                         vocab, isolate=False)
         return written
     ckpt = load_checkpoint(model, vocab=vocab) if todo else None
@@ -142,7 +167,8 @@ def run_sweep(points: list[Point], output: str, model: str = "random:bert_12_768
                          "reason": reason})
                     continue
                 for rec in measure_points(pred, batch, [p.batch_size], warmup=warmup, iters=iters,
-                                          max_seconds=max_seconds, data=source, examples=len(batch)):
+                                          max_seconds=max_seconds, data=source, examples=len(batch),
+                                          round=p.round):
                     put({**base, **rec} if rec["status"] != "ok" else rec)
         finally:
             if bar is not None:
@@ -167,13 +193,18 @@ def format_report(records: list[dict]) -> str:
     parts = []
     for g in groups:
         rows = sorted((r for r in ok if (r["engine"], r["recipe"], r["task"], r["seq_length"]) == g),
-                      key=lambda r: r["batch_size"])
+                      key=lambda r: (r["batch_size"], r.get("round", 0)))
         r0 = rows[0]
+        rounds = any(r.get("round", 0) for r in rows)  # a column for the round when there are several
+
+        def first(r):
+            return f"| {r['batch_size']} | {r.get('round', 0) + 1} |" if rounds else f"| {r['batch_size']} |"
         parts.append(f"**{g[0]} {g[1]} ({r0['dtype']}), {g[2]}, seq {g[3]}** — {r0['model']} on "
                      f"{r0['device_name']}\n\n"
-                     "| batch | ms/batch mean | p50 | p90 | p99 | ms/sequence | sequences/s | TFLOP/s |\n"
-                     "|---:|---:|---:|---:|---:|---:|---:|---:|\n" +
-                     "\n".join(f"| {r['batch_size']} | {r['latency_ms_mean']:.2f} | {r['latency_ms_p50']:.2f} | "
+                     f"| batch |{' round |' if rounds else ''} ms/batch mean | p50 | p90 | p99 | ms/sequence | "
+                     "sequences/s | TFLOP/s |\n"
+                     f"|---:|{'---:|' if rounds else ''}---:|---:|---:|---:|---:|---:|---:|\n" +
+                     "\n".join(f"{first(r)} {r['latency_ms_mean']:.2f} | {r['latency_ms_p50']:.2f} | "
                                f"{r['latency_ms_p90']:.2f} | {r['latency_ms_p99']:.2f} | "
                                f"{r['latency_ms_per_sequence']:.3f} | {r['sequences_per_s']:.1f} | "
                                f"{r['tflops_achieved']:.2f} |" for r in rows))
@@ -203,31 +234,62 @@ YARDSTICKS = [("ort", "baseline"), ("ort", "int8")]
 def format_comparison(records: list[dict], reference: tuple[str, str] | None = None) -> str:
     """Engines and recipes side by side per (task, seq, batch): ms per batch and the speedup
     over ``reference`` (engine, recipe) -- by default transformers' sdpa fp32, else its eager
-    fp32, else the pt baseline -- measured in the same run."""
+    fp32, else the pt baseline -- measured in the same run.
+
+    With several rounds (``bertg4 bench --rounds``) a cell holds the median over rounds of the
+    mean ms per batch, and the median of the speedups taken within each round (the reference
+    and the pair measured next to each other), with their range."""
     ok = [r for r in records if r.get("status", "ok") == "ok"]
     pairs = list(dict.fromkeys((r["engine"], r["recipe"]) for r in ok))
     if reference is None:
         reference = next((p for p in REFERENCES if p in pairs), pairs[0])
     if reference not in pairs:
         raise ValueError(f"reference {reference} is not among the records' engine/recipe pairs {pairs}")
-    at = {(r["engine"], r["recipe"], r["task"], r["seq_length"], r["batch_size"]): r for r in ok}
+    at = {}
+    for r in ok:  # (pair, point) -> {round: ms per batch}
+        at.setdefault((r["engine"], r["recipe"], r["task"], r["seq_length"], r["batch_size"]), {})[
+            r.get("round", 0)] = r["latency_ms_mean"]
+    rounds = len({r.get("round", 0) for r in ok})
     points = sorted({(r["task"], r["seq_length"], r["batch_size"]) for r in ok})
     head = "| task | seq | batch | " + " | ".join(f"{e} {rc}" for e, rc in pairs) + " |"
-    lines = [f"Side by side: ms per batch (speedup over {reference[0]} {reference[1]}, same run)", "",
-             head, "|---|---:|---:|" + "---:|" * len(pairs)]
+    title = f"Side by side: ms per batch (speedup over {reference[0]} {reference[1]}, same run)"
+    if rounds > 1:
+        title = (f"Side by side over {rounds} rounds: median ms per batch (median speedup over "
+                 f"{reference[0]} {reference[1]} within each round, [lowest-highest])")
+    lines = [title, "", head, "|---|---:|---:|" + "---:|" * len(pairs)]
     for t, s, b in points:
-        ref = at.get((*reference, t, s, b))
+        ref = at.get((*reference, t, s, b), {})
         cells = []
         for e, rc in pairs:
-            r = at.get((e, rc, t, s, b))
-            if r is None:
+            ms = at.get((e, rc, t, s, b))
+            if ms is None:
                 cells.append("–")
-            elif ref is None:
-                cells.append(f"{r['latency_ms_mean']:.1f}")
-            else:
-                cells.append(f"{r['latency_ms_mean']:.1f} ({ref['latency_ms_mean'] / r['latency_ms_mean']:.2f}×)")
+                continue
+            cell = f"{float(np.median(list(ms.values()))):.1f}"
+            ratios = [ref[n] / ms[n] for n in ms if n in ref]
+            if ratios and rounds > 1:
+                cell += f" ({float(np.median(ratios)):.2f}× [{min(ratios):.2f}-{max(ratios):.2f}])"
+            elif ratios:
+                cell += f" ({ratios[0]:.2f}×)"
+            cells.append(cell)
         lines.append(f"| {t} | {s} | {b} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def median_rounds(records: list[dict]) -> list[dict]:
+    """One record per point: of a point measured in several rounds, the round with the median
+    mean latency (the lower middle one of an even count); records without a point stay."""
+    by_point, rest = {}, []
+    for r in records:
+        p = point_of(r)
+        if p is None or r.get("status") != "ok":
+            rest.append(r)
+        else:
+            by_point.setdefault(replace(p, round=0), []).append(r)
+    for rows in by_point.values():
+        rows.sort(key=lambda r: r["latency_ms_mean"])
+        rest.append(rows[(len(rows) - 1) // 2])
+    return rest
 
 
 def write_report(records: list[dict], out_dir: str) -> list[str]:
@@ -241,7 +303,7 @@ def write_report(records: list[dict], out_dir: str) -> list[str]:
     paths = [os.path.join(out_dir, "report.md")]
     with open(paths[0], "w", encoding="utf-8") as f:
         f.write(format_report(records) + "\n")
-    records = [r for r in records if not (r.get("traffic") or r.get("peer"))]  # figures: fixed shapes
+    records = median_rounds([r for r in records if not (r.get("traffic") or r.get("peer"))])  # figures: fixed shapes
     ok = [r for r in records if r.get("status") == "ok"]
 
     def slug(*parts):

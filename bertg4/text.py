@@ -110,6 +110,29 @@ class QAFeatures:
     query_truncated: np.ndarray = None  # (examples,) bool
 
 
+def concat_features(parts: list):
+    """Batches (or QAFeatures) featurized apart, at the same sequence length, as one, rows in
+    order: what one ``featurize`` call over all their texts gives."""
+    if not parts:
+        raise ValueError("no features to concatenate")
+    if len({p.batch.seq_len if isinstance(p, QAFeatures) else p.seq_len for p in parts}) > 1:
+        raise ValueError("features of different sequence lengths cannot share one batch")
+
+    def batch(bs):
+        return Batch(*(np.concatenate([getattr(b, k) for b in bs]) for k in
+                       ("input_ids", "token_types", "valid_length", "truncated")))
+    if not all(isinstance(p, QAFeatures) for p in parts):
+        if any(isinstance(p, QAFeatures) for p in parts):
+            raise ValueError("QA windows and plain batches cannot share one batch")
+        return batch(parts)
+    first = np.cumsum([0] + [len(p.contexts) for p in parts])  # each part's first example
+    return QAFeatures(batch([p.batch for p in parts]),
+                      np.concatenate([p.example_index + k for p, k in zip(parts, first)]),
+                      np.concatenate([p.offsets for p in parts]), np.concatenate([p.max_context for p in parts]),
+                      [c for p in parts for c in p.contexts],
+                      np.concatenate([np.asarray(p.query_truncated, dtype=bool) for p in parts]))
+
+
 class Tokenizer:
     """BERT's WordPiece tokenizer from a ``vocab.txt`` (or a token list), with featurizers."""
 

@@ -135,3 +135,40 @@ def test_median_ms_times_each_call_after_the_warm_up():
     calls = []
     ms = median_ms(lambda: calls.append(1), n=7, warmup=3)
     assert len(calls) == 10 and 0 <= ms < 1e3
+
+
+def test_rounds_alternate_the_engines_and_the_table_takes_each_rounds_own_speedup():
+    from bertg4.sweep import format_comparison, median_rounds, plan
+    order = [(p.round, p.engine) for p in plan(["pt", "ort"], ["baseline"], ["SST"], [128], [1], rounds=3)]
+    assert order == [(0, "pt"), (0, "ort"), (1, "ort"), (1, "pt"), (2, "pt"), (2, "ort")]
+    with pytest.raises(ValueError, match="rounds"):
+        plan(["pt"], ["baseline"], ["SST"], [128], [1], rounds=0)
+    # the machine slows down between rounds; within each round pt is 1.25x, 1.10x, 1.20x ort
+    ms = {0: (80.0, 100.0), 1: (200.0, 220.0), 2: (100.0, 120.0)}
+    rows = [dict(engine=e, recipe="int8", task="SST", seq_length=128, batch_size=1, round=n,
+                 latency_ms_mean=ms[n][i], status="ok") for n in ms for i, e in enumerate(("pt", "ort"))]
+    table = format_comparison(rows, reference=("ort", "int8"))
+    assert "over 3 rounds" in table
+    # medians of ms: pt 100, ort 120; speedups within rounds: median 1.20, range 1.10-1.25
+    assert "| SST | 128 | 1 | 100.0 (1.20× [1.10-1.25]) | 120.0 (1.00× [1.00-1.00]) |" in table
+    kept = median_rounds(rows + [dict(engine="pt", recipe="x", status="not applicable")])
+    assert sorted((r["engine"], r.get("round", -1)) for r in kept) == [("ort", 2), ("pt", -1), ("pt", 2)]
+
+
+def test_bench_cli_rounds_measure_each_point_once_a_round_in_its_own_process(tmp_path, capsys):
+    out = tmp_path / "rounds"
+    args = ["bench", "--model", "random:minilm_6_384_12", "--recipe", "baseline", "--recipe",
+            "graph-pass-fp32", "--seq-length", "16", "--batch-sizes", "1", "--iters", "1", "--warmup", "0",
+            "--rounds", "2", "--no-progress", "--output", str(out)]
+    assert cli.main(args) == 0
+    rows = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert sorted((r["recipe"], r["round"], r["status"]) for r in rows) == [
+        ("baseline", 0, "ok"), ("baseline", 1, "ok"), ("graph-pass-fp32", 0, "ok"), ("graph-pass-fp32", 1, "ok")]
+    printed = capsys.readouterr().out
+    assert "round 1 of 2: measured in its own process" in printed and "over 2 rounds" in printed
+    assert "| 1 | 2 |" in (out / "table.md").read_text()  # batch 1, round 2
+    assert cli.main(args) == 0  # everything measured: nothing runs again
+    assert len((out / "records.jsonl").read_text().splitlines()) == 4
+    assert "resuming: 4 of 4 points" in capsys.readouterr().out
+    assert cli.main(["bench", "--rounds", "2", "--traffic", "sst2-dev", "--output", str(tmp_path / "t")]) == 2
+    assert "--rounds repeats the fixed-shape sweep" in capsys.readouterr().err

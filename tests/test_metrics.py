@@ -302,3 +302,31 @@ def test_repeated_text_is_kept_once_with_its_best_score(tok):
     assert sorted(c["text"] for c in nbest) == sorted(" ".join(["go"] * n) for n in range(1, 11))
     want = _brute_force(logits, feats, 10, 10)[0]
     assert [(c["score"], c["text"], c["start_char"], c["end_char"]) for c in nbest] == want
+
+
+def test_features_made_apart_concatenate_to_one_featurize(tok):
+    import warnings
+    from bertg4.text import concat_features
+    qa = D.sample_qa()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kw = dict(seq_len=40, max_query_length=12, doc_stride=10)
+        whole = tok.encode_squad(qa.questions, qa.contexts, **kw)
+        parts = [tok.encode_squad(qa.questions[i:i + 1], qa.contexts[i:i + 1], **kw) for i in range(len(qa))]
+        joined = concat_features(parts)
+        assert len({len(p.batch) for p in parts}) > 1  # examples with different window counts
+        for k in ("input_ids", "token_types", "valid_length", "truncated"):
+            np.testing.assert_array_equal(getattr(joined.batch, k), getattr(whole.batch, k))
+        for k in ("example_index", "offsets", "max_context", "query_truncated"):
+            np.testing.assert_array_equal(getattr(joined, k), getattr(whole, k))
+        assert joined.contexts == whole.contexts
+        texts = ["a fine film", "bad", "x " * 40]
+        one = tok.encode_sentences(texts, seq_len=16)
+        apart = concat_features([tok.encode_sentences(texts[:2], seq_len=16), tok.encode_sentences(texts[2:], seq_len=16)])
+        for k in ("input_ids", "token_types", "valid_length", "truncated"):
+            np.testing.assert_array_equal(getattr(apart, k), getattr(one, k))
+        assert apart.truncated.tolist() == [False, False, True]
+        with pytest.raises(ValueError, match="different sequence lengths"):
+            concat_features([one, tok.encode_sentences(texts, seq_len=8)])
+        with pytest.raises(ValueError, match="cannot share"):
+            concat_features([one, whole])

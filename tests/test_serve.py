@@ -165,6 +165,24 @@ def test_weigh_counts_texts_or_tokens(reference):
     assert batch_cost([rows, tok]) == 2 + 8 and batch_cost([["x", "y", "z"]]) == 3
 
 
+def test_a_batch_weighed_by_tokens_tokenizes_each_text_once(reference, monkeypatch):
+    from bertg4.serve.app import answer, run_batch, weigh
+    requests = [["a fine film", "bad"], ["the plot is thin but the cast is great"]]
+    want = answer(reference, [t for r in requests for t in r])
+    items = [weigh(reference, r, by_tokens=True) for r in requests]
+    calls = []
+    featurize = reference.featurize
+    monkeypatch.setattr(reference, "featurize", lambda *a, **k: calls.append(a) or featurize(*a, **k))
+    parts = run_batch(reference, items, None)
+    assert calls == []  # the features weigh made are the batch's
+    assert [p[1]["batch_tokens"] for p in parts] == [sum(i.tokens for i in items)] * 2
+    got = {k: np.concatenate([p[0][k] for p in parts]) for k in want}
+    np.testing.assert_array_equal(got["label"], want["label"])
+    np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=1e-6)
+    plain = run_batch(reference, [weigh(reference, r, by_tokens=False) for r in requests], None)
+    assert len(calls) == 1 and [p[0]["label"].tolist() for p in plain] == [p[0]["label"].tolist() for p in parts]
+
+
 def test_curve_from_batches():
     c = S.curve_from_batches([(1, 0.02), (1, 0.022), (3, 0.04), (4, 0.05)], 6)
     assert list(c) == [1, 2, 3, 4, 5, 6]

@@ -67,18 +67,20 @@ def _raw_outputs(predictor, batch, padding):
     return predictor(batch)
 
 
-def answer(predictor, rows: list, padding: str | None = None) -> dict:
+def answer(predictor, rows: list, padding: str | None = None, feats=None) -> dict:
     """Per-task output arrays for ``rows`` (texts, or pairs), computed as ONE batch.
 
     The same featurizer and post-processing as :meth:`Predictor.predict`: classification
-    ``label`` is its arg-max, ``probabilities`` the softmax of the same logits.
+    ``label`` is its arg-max, ``probabilities`` the softmax of the same logits. ``feats``:
+    ``rows`` already featurized (by :func:`weigh`), so they are not tokenized again.
     """
     from ..tasks import best_spans
     from ..text import QAFeatures, TruncationWarning
     task = predictor.task
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", TruncationWarning)  # reported per row as `truncated`
-        feats = predictor.featurize(rows)
+    if feats is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TruncationWarning)  # reported per row as `truncated`
+            feats = predictor.featurize(rows)
     if isinstance(feats, QAFeatures):
         out = _raw_outputs(predictor, feats.batch, padding)
         spans = best_spans(out, feats)
@@ -100,14 +102,17 @@ def answer(predictor, rows: list, padding: str | None = None) -> dict:
 
 class Rows(list):
     """One request's rows and what it weighs in a batch (``cost``: its texts, or with a token
-    budget its tokens): ``@serve.batch``'s ``batch_size_fn`` adds these up."""
+    budget its tokens): ``@serve.batch``'s ``batch_size_fn`` adds these up. ``feats``: the rows
+    featurized, when weighing them took that."""
     cost = 0
     tokens = 0
+    feats = None
 
 
 def weigh(predictor, rows: list, by_tokens: bool) -> Rows:
     """``rows`` as :class:`Rows`; with ``by_tokens`` their tokens as the featurizer counts them
-    (truncated texts count their kept tokens; QA: every window)."""
+    (truncated texts count their kept tokens; QA: every window), and the features kept for the
+    batch (:func:`run_batch`), so each text is tokenized once."""
     out = Rows(rows)
     out.cost = len(rows)
     if by_tokens:
@@ -120,6 +125,7 @@ def weigh(predictor, rows: list, by_tokens: bool) -> Rows:
                 raise ProtocolError(400, f"{type(e).__name__}: {e}") from None
         batch = feats.batch if hasattr(feats, "batch") else feats
         out.tokens = out.cost = int(np.sum(batch.valid_length))
+        out.feats = feats
     return out
 
 
@@ -149,9 +155,28 @@ def split(result: dict, counts: list[int]) -> list[dict]:
 
 def _answer_or_error(predictor, rows, padding):
     try:
-        return answer(predictor, rows, padding)
+        return answer(predictor, rows, padding, getattr(rows, "feats", None))
     except Exception as e:  # noqa: BLE001 - becomes this request's error answer
         return e
+
+
+def run_batch(predictor, items: list, padding: str | None) -> list:
+    """One formed batch (``items``: each request's rows), answered as ONE batch and cut back
+    per request, each with the batch's statistics; if the batch fails, each request is answered
+    alone, so that one request's bad rows become its own error answer only."""
+    t0 = time.perf_counter()
+    counts = [len(rows) for rows in items]
+    feats = [getattr(rows, "feats", None) for rows in items]
+    try:
+        from ..text import concat_features
+        parts = split(answer(predictor, [r for rows in items for r in rows], padding,
+                             None if None in feats else concat_features(feats)), counts)
+    except Exception:  # noqa: BLE001 - one request's rows may be at fault: answer each alone
+        parts = [_answer_or_error(predictor, rows, padding) for rows in items]
+    t1 = time.perf_counter()
+    tokens = sum(getattr(r, "tokens", 0) for r in items)
+    return [(p, {"service_s": t1 - t0, "start": t0, "batch_size": len(items),
+                 "batch_rows": sum(counts), "batch_tokens": tokens}) for p in parts]
 
 
 def build_deployment():
@@ -210,16 +235,11 @@ def build_deployment():
 
         @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01, batch_size_fn=batch_cost)
         async def _batched(self, items: list) -> list:
-            t0 = time.perf_counter()
-            counts = [len(rows) for rows in items]
-            try:
-                parts = split(answer(self.predictor, [r for rows in items for r in rows], self.padding), counts)
-            except Exception:  # noqa: BLE001 - one request's rows may be at fault: answer each alone
-                parts = [_answer_or_error(self.predictor, rows, self.padding) for rows in items]
-            t1 = time.perf_counter()
-            tokens = sum(getattr(r, "tokens", 0) for r in items)
-            return [(p, {"service_s": t1 - t0, "start": t0, "batch_size": len(items),
-                         "batch_rows": sum(counts), "batch_tokens": tokens}) for p in parts]
+            # on the replica's event loop: handed to a worker thread, on 2 cores the server
+            # answered 72-78 requests/s instead of 121-122 with smaller batches (likely the GIL
+            # shared by the thread's torch calls and the loop's request handling;
+            # results/2026-11-29_cpu_serving_direct_ingress/trials/6_batch_thread)
+            return run_batch(self.predictor, items, self.padding)
 
         def _known(self, name: str):
             if name != self.name:
