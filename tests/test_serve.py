@@ -181,6 +181,53 @@ def test_a_batch_weighed_by_tokens_tokenizes_each_text_once(reference, monkeypat
     np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=1e-6)
     plain = run_batch(reference, [weigh(reference, r, by_tokens=False) for r in requests], None)
     assert len(calls) == 1 and [p[0]["label"].tolist() for p in plain] == [p[0]["label"].tolist() for p in parts]
+    # the time since the previous batch counts as the replica's work between batches only when
+    # one of this batch's requests was already waiting at its end
+    assert parts[0][1]["gap_s"] is None  # no previous batch
+    items[0].arrived, items[1].arrived = 5.0, 9.0
+    assert run_batch(reference, items, None, last_end=4.0)[0][1]["gap_s"] is None  # arrived after it ended
+    (_, stats), _ = run_batch(reference, items, None, last_end=6.0)
+    assert stats["gap_s"] == pytest.approx(stats["start"] - 6.0) and stats["end"] > stats["start"]
+
+
+@pytest.mark.parametrize("rejected, want", [(0, 150.0), (4, 120.0)])
+def test_capacity_comes_from_a_run_near_the_first_estimate(monkeypatch, rejected, want):
+    from bertg4.serve import loadtest as L
+    monkeypatch.setattr(L, "server_info", lambda url, name: {"max_batch_size": 4})
+    monkeypatch.setattr(L, "bodies_for", lambda info, texts: [b"{}"])
+    monkeypatch.setattr(L, "sequential_latency", lambda *a, **k: {"single_ms_p50": 20.0})
+    runs = []
+
+    def sweep(url, name, rates, *a, **k):  # service times say 180/s at low load, 150/s near it
+        runs.append(rates[0])
+        near = len(runs) == 2
+        return [{"rate_per_s": rates[0], "capacity_per_s": 150.0 if near else 180.0, "rejected": rejected * near,
+                 "lost": 0, "achieved_per_s": 120.0 if near else rates[0], "errors": []}]
+    monkeypatch.setattr(L, "sweep", sweep)
+    cap = L.measure_capacity("http://127.0.0.1:1", "bert", ["x"])
+    assert runs == [50.0, pytest.approx(0.85 * 180.0)]  # 1 / single latency, then near the first estimate
+    assert cap["capacity_per_s"] == want and cap["capacity_first_per_s"] == 180.0
+    assert cap["capacity_service_per_s"] == 150.0 and cap["kind"] == "capacity"
+    assert ("rejected" in cap["capacity_source"]) == bool(rejected)
+
+
+def test_the_replicas_work_between_batches_keeps_the_simulated_server_busy():
+    curve = {1: 0.010, 2: 0.015, 3: 0.020, 4: 0.025}
+    assert S.capacity(curve, 4, gap_s=0.005) == pytest.approx(4 / 0.030) and S.capacity(curve, 4) == 4 / 0.025
+    base, _ = S.batch_latencies(curve, 120.0, 4, 0.002, n_requests=4000, seed=3)
+    same, _ = S.batch_latencies(curve, 120.0, 4, 0.002, n_requests=4000, seed=3, gap_s=0.0)
+    np.testing.assert_array_equal(base, same)
+    busy, _ = S.batch_latencies(curve, 120.0, 4, 0.002, n_requests=4000, seed=3, gap_s=0.005)
+    assert np.percentile(busy, 99) > 1.2 * np.percentile(base, 99)  # near capacity the gap queues requests
+    idle = [S.batch_latencies(curve, 0.5, 4, 0.002, n_requests=2000, seed=3, gap_s=g)[0] for g in (0.0, 0.005)]
+    assert np.median(idle[1]) == pytest.approx(np.median(idle[0]), abs=1e-9)  # the gap falls in idle time
+    assert np.max(idle[1] - idle[0]) <= 0.005 + 1e-9
+    # 140/s lies between the capacity with the gap (133/s) and without it (160/s)
+    assert S.simulate(curve, 140.0, 4, 0.002, n_requests=2000)["stable"]
+    assert not S.simulate(curve, 140.0, 4, 0.002, n_requests=2000, gap_s=0.005)["stable"]
+    assert S.token_capacity(lambda t: 0.01, 64, [32], gap_s=0.01) == pytest.approx(2 / 0.02)
+    with pytest.raises(ValueError, match="gap_s"):
+        S.capacity(curve, 4, gap_s=-0.001)
 
 
 def test_curve_from_batches():
@@ -423,6 +470,7 @@ def test_loadtest_record(server, sst2_dev, tmp_path, measured):
     assert r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"] <= r["latency_ms_max"]
     assert r["p50_ms_simulated"] > 0 and r["p99_ms_simulated"] >= r["p50_ms_simulated"]
     assert set(r["service_ms_curve"]) == {"1", "2", "3", "4"} and r["overhead_ms_p50"] > 0
+    assert r["simulated_gap_ms"] >= 0 and r["batch_gap_samples"] >= 0
     assert r["model"] == "all-MiniLM-L6-v2" and r["seq_length"] == SEQ and r["max_batch_size"] == 4
     from bertg4.serve.command import write_outputs
     paths = write_outputs([{**r, "kind": "loadtest"}, {"kind": "summary", "task": "SST"}], str(tmp_path))

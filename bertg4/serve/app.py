@@ -21,6 +21,7 @@ request's time from entering the batch queue to its result, ``x-bertg4-node`` an
 
 import dataclasses
 import json
+import math
 import os
 import time
 import warnings
@@ -160,11 +161,17 @@ def _answer_or_error(predictor, rows, padding):
         return e
 
 
-def run_batch(predictor, items: list, padding: str | None) -> list:
+def run_batch(predictor, items: list, padding: str | None, last_end: float | None = None) -> list:
     """One formed batch (``items``: each request's rows), answered as ONE batch and cut back
     per request, each with the batch's statistics; if the batch fails, each request is answered
-    alone, so that one request's bad rows become its own error answer only."""
+    alone, so that one request's bad rows become its own error answer only.
+
+    ``last_end``: when the replica's previous batch ended (``time.perf_counter``). If a request
+    of this batch was already waiting then (``rows.arrived``), the time between the two batches
+    (``gap_s``) is work the replica did instead of computing -- answering the finished
+    requests, reading new ones, forming the batch -- and the server's queue is busy for it too."""
     t0 = time.perf_counter()
+    waiting = last_end is not None and min(getattr(rows, "arrived", math.inf) for rows in items) <= last_end
     counts = [len(rows) for rows in items]
     feats = [getattr(rows, "feats", None) for rows in items]
     try:
@@ -175,8 +182,8 @@ def run_batch(predictor, items: list, padding: str | None) -> list:
         parts = [_answer_or_error(predictor, rows, padding) for rows in items]
     t1 = time.perf_counter()
     tokens = sum(getattr(r, "tokens", 0) for r in items)
-    return [(p, {"service_s": t1 - t0, "start": t0, "batch_size": len(items),
-                 "batch_rows": sum(counts), "batch_tokens": tokens}) for p in parts]
+    return [(p, {"service_s": t1 - t0, "start": t0, "end": t1, "gap_s": t0 - last_end if waiting else None,
+                 "batch_size": len(items), "batch_rows": sum(counts), "batch_tokens": tokens}) for p in parts]
 
 
 def build_deployment():
@@ -215,6 +222,7 @@ def build_deployment():
                                int(getattr(self.predictor, "seq_length", 0) or spec["seq_length"]), padding)
             self._batched.set_max_batch_size(self.max_batch_tokens or int(spec["max_batch_size"]))
             self._batched.set_batch_wait_timeout_s(float(spec["batch_wait_ms"]) / 1e3)
+            self._last_end = None  # when the last batch ended (run_batch's gap_s)
             self.node = ray.get_runtime_context().get_node_id()
             ctx = serve.get_replica_context()
             self.replica = ctx.replica_id.unique_id
@@ -239,7 +247,9 @@ def build_deployment():
             # answered 72-78 requests/s instead of 121-122 with smaller batches (likely the GIL
             # shared by the thread's torch calls and the loop's request handling;
             # results/2026-11-29_cpu_serving_direct_ingress/trials/6_batch_thread)
-            return run_batch(self.predictor, items, self.padding)
+            out = run_batch(self.predictor, items, self.padding, self._last_end)
+            self._last_end = out[0][1]["end"]
+            return out
 
         def _known(self, name: str):
             if name != self.name:
@@ -285,7 +295,7 @@ def build_deployment():
                                         f"of {self.max_batch_tokens} tokens (--max-batch-tokens)")
             except ProtocolError as e:
                 return error(e)
-            t0 = time.perf_counter()
+            t0 = rows.arrived = time.perf_counter()
             result, stats = await self._batched(rows)
             t1 = time.perf_counter()
             if isinstance(result, Exception):
@@ -299,6 +309,8 @@ def build_deployment():
                        "x-bertg4-queue-ms": f"{1e3 * (stats['start'] - t0):.3f}",
                        "x-bertg4-replica-ms": f"{1e3 * (t1 - t0):.3f}",
                        "x-bertg4-node": self.node, "x-bertg4-replica": self.replica}
+            if stats["gap_s"] is not None:
+                headers["x-bertg4-batch-gap-ms"] = f"{1e3 * stats['gap_s']:.3f}"
             return JSONResponse(response(self.name, self.predictor.task, result, info), headers=headers)
 
     _DEPLOYMENT = BertModel

@@ -287,7 +287,8 @@ def _loadtest(args) -> int:
         cap = L.measure_capacity(url, args.name, texts, args.requests, min(args.duration, 10.0), args.timeout,
                                  seed=args.seed + 100, log=print)
         summary["capacity_per_s"] = cap["capacity_per_s"]
-        print(f"capacity: {cap['capacity_per_s']:.1f} requests/s (max batch / its service time in the replica)")
+        print(f"capacity: {cap['capacity_per_s']:.1f} requests/s ({cap['capacity_source']}; first estimate "
+              f"{cap['capacity_first_per_s']:.1f}/s at {cap['capacity_first_rate_per_s']:.1f}/s)")
         records.append(cap)
         rates += [f * cap["capacity_per_s"] for f in args.capacity_fractions]
     if rates:

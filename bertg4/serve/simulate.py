@@ -20,6 +20,11 @@ Three refinements over the offline model (:func:`bertg4.cost.simulate` with a be
   spent in the replica's batcher (``x-bertg4-replica-ms``) is the HTTP, proxy, routing and
   (de)serialisation time. Its measured samples are added, drawn at random, to simulated
   batcher latencies.
+- **The replica's work between batches** (``gap_s``): with requests waiting, the next batch
+  does not start the moment the last one ends; the replica first answers the finished
+  requests, reads new ones and forms the batch (``x-bertg4-batch-gap-ms``, measured only for
+  batches whose requests were waiting). The simulated server stays busy for that long after
+  each batch, without delaying that batch's own answers.
 """
 from __future__ import annotations
 
@@ -64,8 +69,10 @@ def _draw_tokens(tokens, n: int, seed: int) -> np.ndarray:
 
 
 def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0, n_requests: int = 20_000,
-                    seed: int = 0, timer: str = "idle", tokens=None, service=None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-request latency (arrival to end of its batch) and batch sizes under Poisson load.
+                    seed: int = 0, timer: str = "idle", tokens=None, service=None,
+                    gap_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-request latency (arrival to end of its batch) and batch sizes under Poisson load;
+    after each batch the server stays busy ``gap_s`` more (the replica's work between batches).
 
     ``timer="arrival"`` is :func:`bertg4.cost.simulate`'s rule; ``"idle"`` is
     ``@serve.batch`` beside a model that holds the event loop (see the module docstring).
@@ -82,6 +89,7 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
         raise ValueError(f"timer must be one of {TIMERS}, got {timer!r}")
     if not (rate > 0 and math.isfinite(rate)):
         raise ValueError(f"rate must be positive requests per second, got {rate!r}")
+    g = _check_gap(gap_s)
     a = cost._arrivals(int(n_requests), float(rate), seed).tolist()
     n, B, w = len(a), int(max_batch), float(max_wait_s)
     if tokens is None:
@@ -112,8 +120,9 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
             if max(full_at, t0) < start:
                 start = max(full_at, t0)
         end = bisect.bisect_right(a, start, i, j + 1)
-        free = start + (s[end - i] if c is None else float(service(prefix[end] - prefix[i])))
-        ends.append(free)
+        done = start + (s[end - i] if c is None else float(service(prefix[end] - prefix[i])))
+        ends.append(done)
+        free = done + g
         sizes.append(end - i)
         i = end
     latency = np.repeat(np.asarray(ends), sizes) - np.asarray(a)
@@ -122,17 +131,20 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
 
 def simulate(curve, rate: float, max_batch: int, max_wait_s: float = 0.0, overhead_s=None,
              n_requests: int = 20_000, seed: int = 0, timer: str = "idle",
-             warmup_fraction: float = 0.05, tokens=None, service=None) -> dict:
+             warmup_fraction: float = 0.05, tokens=None, service=None, gap_s: float = 0.0) -> dict:
     """Latency percentiles a server would show at ``rate``: the batcher simulated, plus
     ``overhead_s`` (measured per-request samples of the path around it, or None).
-    ``tokens``/``service``: a token budget of ``max_batch`` (see :func:`batch_latencies`)."""
-    lat, sizes = batch_latencies(curve, rate, max_batch, max_wait_s, n_requests, seed, timer, tokens, service)
+    ``tokens``/``service``: a token budget of ``max_batch``; ``gap_s``: the replica's work
+    after each batch (see :func:`batch_latencies`)."""
+    lat, sizes = batch_latencies(curve, rate, max_batch, max_wait_s, n_requests, seed, timer, tokens, service,
+                                 gap_s)
     kept = lat[int(warmup_fraction * len(lat)):]
     if overhead_s is not None and len(overhead_s):
         extra = np.asarray(overhead_s, dtype=float)
         kept = kept + np.random.default_rng(seed + 1).choice(extra, size=len(kept), replace=True)
     p50, p90, p99 = np.percentile(kept, [50, 90, 99])
-    cap = capacity(curve, max_batch) if tokens is None else token_capacity(service, max_batch, tokens, seed=seed)
+    cap = capacity(curve, max_batch, gap_s) if tokens is None else \
+        token_capacity(service, max_batch, tokens, seed=seed, gap_s=gap_s)
     return {"rate_per_s": float(rate), "latency_s_p50": float(p50), "latency_s_p90": float(p90),
             "latency_s_p99": float(p99), "latency_s_mean": float(kept.mean()),
             "mean_batch_size": float(np.mean(sizes)), "capacity_per_s": cap,
@@ -154,35 +166,43 @@ def token_service(samples) -> tuple[float, float]:
     return max(float(intercept), 0.0) if slope > 0 else float(s.mean()), slope
 
 
-def token_capacity(service, budget: int, tokens, n: int = 20_000, seed: int = 0) -> float:
+def token_capacity(service, budget: int, tokens, n: int = 20_000, seed: int = 0, gap_s: float = 0.0) -> float:
     """Requests/s under a backlog with a token budget: requests (token counts drawn from
     ``tokens``) packed into batches in arrival order, each batch closed at the first request
     that does not fit, as Serve's batcher closes it; ``n`` requests over the sum of the
-    batches' ``service(batch tokens)``."""
+    batches' ``service(batch tokens)`` and ``gap_s`` after each."""
+    g = _check_gap(gap_s)
     c = _draw_tokens(tokens, n, seed)
     total, batch = 0.0, 0
     for t in c.tolist():
         if batch + t > budget:
-            total += float(service(batch))
+            total += float(service(batch)) + g
             batch = 0
         batch += t
-    total += float(service(batch))
+    total += float(service(batch)) + g
     return int(n) / total
 
 
-def capacity(curve, max_batch: int) -> float:
-    """Requests/s when every batch is full: ``max_batch / service(max_batch)``."""
-    return max_batch / float(cost.service_times(curve, max_batch)[max_batch])
+def capacity(curve, max_batch: int, gap_s: float = 0.0) -> float:
+    """Requests/s when every batch is full: ``max_batch / (service(max_batch) + gap_s)``."""
+    return max_batch / (float(cost.service_times(curve, max_batch)[max_batch]) + _check_gap(gap_s))
+
+
+def _check_gap(gap_s) -> float:
+    if not (isinstance(gap_s, (int, float)) and math.isfinite(gap_s) and gap_s >= 0):
+        raise ValueError(f"gap_s (the replica's work between batches) must be seconds >= 0, got {gap_s!r}")
+    return float(gap_s)
 
 
 def max_rate(curve, p99_target_s: float, max_batch: int, max_wait_s: float, overhead_s=None,
-             n_requests: int = 20_000, seed: int = 0, timer: str = "idle", rtol: float = 0.01) -> float:
+             n_requests: int = 20_000, seed: int = 0, timer: str = "idle", rtol: float = 0.01,
+             gap_s: float = 0.0) -> float:
     """Highest simulated rate whose p99 (with overhead) meets the target; 0 when none does."""
-    top = 0.98 * capacity(curve, max_batch)
+    top = 0.98 * capacity(curve, max_batch, gap_s)
 
     def ok(r):
-        return simulate(curve, r, max_batch, max_wait_s, overhead_s, n_requests, seed, timer)["latency_s_p99"] \
-            <= p99_target_s
+        return simulate(curve, r, max_batch, max_wait_s, overhead_s, n_requests, seed, timer,
+                        gap_s=gap_s)["latency_s_p99"] <= p99_target_s
     lo, hi = 0.0, top
     if ok(top):
         return top

@@ -4,7 +4,9 @@
 # BERTG4_BATCH_INLINE=1). Four direct-ingress servers, in the order thread, inline, inline, thread,
 # each loaded at the same fixed rates; every server is stopped by its pid.
 # `serve` computes on the event loop; thread.patch adds the worker thread, with
-# BERTG4_BATCH_INLINE=1 to keep the event loop. From the repository root on a quiet machine:
+# BERTG4_BATCH_INLINE=1 to keep the event loop, to the code of commit 9dd2f2f (where the trial
+# ran). From the repository root on a quiet machine:
+#   git checkout 9dd2f2f
 #   git apply results/2026-11-29_cpu_serving_direct_ingress/trials/6_batch_thread/thread.patch
 #   bash results/2026-11-29_cpu_serving_direct_ingress/trials/6_batch_thread/run.sh OUT   # about 12 minutes
 #   git apply -R results/2026-11-29_cpu_serving_direct_ingress/trials/6_batch_thread/thread.patch
