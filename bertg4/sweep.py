@@ -277,16 +277,23 @@ def format_comparison(records: list[dict], reference: tuple[str, str] | None = N
 
 
 def median_rounds(records: list[dict]) -> list[dict]:
-    """One record per point: of a point measured in several rounds, the round with the median
-    mean latency (the lower middle one of an even count); records without a point stay."""
-    by_point, rest = {}, []
+    """One record per point for the figures: of a point measured in several rounds (``bertg4
+    bench --rounds``), the round with the median mean latency (the lower middle one of an even
+    count; the tables take medians and per-round ratios, :func:`format_comparison`). Records
+    of the same point from different runs (other models, devices, or files each with its own
+    round 0) all stay, as do records without a point."""
+    groups, rest = {}, []
     for r in records:
         p = point_of(r)
         if p is None or r.get("status") != "ok":
             rest.append(r)
         else:
-            by_point.setdefault(replace(p, round=0), []).append(r)
-    for rows in by_point.values():
+            key = (replace(p, round=0), r.get("sweep_model", r.get("model")), r.get("device"), r.get("device_name"))
+            groups.setdefault(key, []).append(r)
+    for rows in groups.values():
+        if len({r.get("round", 0) for r in rows}) < len(rows):  # not one run's rounds: keep them all
+            rest += rows
+            continue
         rows.sort(key=lambda r: r["latency_ms_mean"])
         rest.append(rows[(len(rows) - 1) // 2])
     return rest

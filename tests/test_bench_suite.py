@@ -153,6 +153,9 @@ def test_rounds_alternate_the_engines_and_the_table_takes_each_rounds_own_speedu
     assert "| SST | 128 | 1 | 100.0 (1.20× [1.10-1.25]) | 120.0 (1.00× [1.00-1.00]) |" in table
     kept = median_rounds(rows + [dict(engine="pt", recipe="x", status="not applicable")])
     assert sorted((r["engine"], r.get("round", -1)) for r in kept) == [("ort", 2), ("pt", -1), ("pt", 2)]
+    # the same point from two runs of one round each (two files given to `bertg4 report`): both stay
+    other = [dict(r, round=0) for r in rows if r["round"] == 1]
+    assert len(median_rounds([r for r in rows if r["round"] == 0] + other)) == 4
 
 
 def test_bench_cli_rounds_measure_each_point_once_a_round_in_its_own_process(tmp_path, capsys):

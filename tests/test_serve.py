@@ -185,13 +185,20 @@ def test_a_batch_weighed_by_tokens_tokenizes_each_text_once(reference, monkeypat
     # one of this batch's requests was already waiting at its end
     assert parts[0][1]["gap_s"] is None  # no previous batch
     items[0].arrived, items[1].arrived = 5.0, 9.0
-    assert run_batch(reference, items, None, last_end=4.0)[0][1]["gap_s"] is None  # arrived after it ended
-    (_, stats), _ = run_batch(reference, items, None, last_end=6.0)
+    assert run_batch(reference, items, None, last_end=4.0, full=True)[0][1]["gap_s"] is None  # arrived after it
+    assert run_batch(reference, items, None, last_end=6.0)[0][1]["gap_s"] is None  # not full: the batcher waited
+    (_, stats), _ = run_batch(reference, items, None, last_end=6.0, full=True)
     assert stats["gap_s"] == pytest.approx(stats["start"] - 6.0) and stats["end"] > stats["start"]
+    assert run_batch(reference, [], None) == []
 
 
-@pytest.mark.parametrize("rejected, want", [(0, 150.0), (4, 120.0)])
-def test_capacity_comes_from_a_run_near_the_first_estimate(monkeypatch, rejected, want):
+@pytest.mark.parametrize("rejected, lost, achieved, want", [
+    (0, 0, 120.0, 150.0),  # kept up: the service times give the capacity
+    (4, 0, 120.0, 120.0),  # could not keep up: what it achieved bounds it
+    (0, 2, 120.0, 120.0),
+    (4, 0, 160.0, 150.0),  # achieved above the service figure: no bound
+])
+def test_capacity_comes_from_a_run_near_the_first_estimate(monkeypatch, rejected, lost, achieved, want):
     from bertg4.serve import loadtest as L
     monkeypatch.setattr(L, "server_info", lambda url, name: {"max_batch_size": 4})
     monkeypatch.setattr(L, "bodies_for", lambda info, texts: [b"{}"])
@@ -202,13 +209,13 @@ def test_capacity_comes_from_a_run_near_the_first_estimate(monkeypatch, rejected
         runs.append(rates[0])
         near = len(runs) == 2
         return [{"rate_per_s": rates[0], "capacity_per_s": 150.0 if near else 180.0, "rejected": rejected * near,
-                 "lost": 0, "achieved_per_s": 120.0 if near else rates[0], "errors": []}]
+                 "lost": lost * near, "achieved_per_s": achieved if near else rates[0], "errors": []}]
     monkeypatch.setattr(L, "sweep", sweep)
     cap = L.measure_capacity("http://127.0.0.1:1", "bert", ["x"])
     assert runs == [50.0, pytest.approx(0.85 * 180.0)]  # 1 / single latency, then near the first estimate
     assert cap["capacity_per_s"] == want and cap["capacity_first_per_s"] == 180.0
     assert cap["capacity_service_per_s"] == 150.0 and cap["kind"] == "capacity"
-    assert ("rejected" in cap["capacity_source"]) == bool(rejected)
+    assert ("could not keep up" in cap["capacity_source"]) == (want == achieved)
 
 
 def test_the_replicas_work_between_batches_keeps_the_simulated_server_busy():
@@ -470,7 +477,9 @@ def test_loadtest_record(server, sst2_dev, tmp_path, measured):
     assert r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"] <= r["latency_ms_max"]
     assert r["p50_ms_simulated"] > 0 and r["p99_ms_simulated"] >= r["p50_ms_simulated"]
     assert set(r["service_ms_curve"]) == {"1", "2", "3", "4"} and r["overhead_ms_p50"] > 0
-    assert r["simulated_gap_ms"] >= 0 and r["batch_gap_samples"] >= 0
+    from bertg4.serve.loadtest import MIN_GAP_SAMPLES  # the gap is simulated once enough full batches had one
+    assert r["simulated_gap_ms"] == (pytest.approx(r["batch_gap_ms_p50"]) if r["batch_gap_samples"] >= MIN_GAP_SAMPLES
+                                     else 0.0)
     assert r["model"] == "all-MiniLM-L6-v2" and r["seq_length"] == SEQ and r["max_batch_size"] == 4
     from bertg4.serve.command import write_outputs
     paths = write_outputs([{**r, "kind": "loadtest"}, {"kind": "summary", "task": "SST"}], str(tmp_path))

@@ -7,15 +7,17 @@ them: past both the proxy answers 503) are its own; ``@serve.batch`` groups conc
 requests into one model batch, counting texts (``batch_size_fn``) so that one batch never
 holds more than ``max_batch_size`` rows -- or, with ``max_batch_tokens``, counting tokens, so
 that a batch never holds more than that many. This module only says what a replica does with
-a batch (:func:`answer`) and which routes it serves.
+a batch (:func:`run_batch`, :func:`answer`) and which routes it serves.
 
 The model call runs on the replica's event loop: while a batch computes, requests queue,
 and the next batch takes every request that arrived meanwhile (up to ``max_batch_size``)
 -- the dynamic batching that :func:`bertg4.cost.simulate` models. Every answer carries
 headers with what happened inside the replica (``x-bertg4-batch-size``: requests in its
 batch, ``x-bertg4-service-ms``: the batch's compute time, ``x-bertg4-replica-ms``: the
-request's time from entering the batch queue to its result, ``x-bertg4-node`` and
-``x-bertg4-replica``): the load generator builds its service-time curve from them.
+request's time from entering the batch queue to its result, ``x-bertg4-batch-gap-ms``: the
+replica's work between the previous batch and this full one while requests waited,
+``x-bertg4-node`` and ``x-bertg4-replica``): the load generator builds its service-time curve
+and the simulator's gap between batches from them.
 """
 # no `from __future__ import annotations` here: FastAPI reads the routes' annotations at run time
 
@@ -76,12 +78,10 @@ def answer(predictor, rows: list, padding: str | None = None, feats=None) -> dic
     ``rows`` already featurized (by :func:`weigh`), so they are not tokenized again.
     """
     from ..tasks import best_spans
-    from ..text import QAFeatures, TruncationWarning
+    from ..text import QAFeatures
     task = predictor.task
     if feats is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", TruncationWarning)  # reported per row as `truncated`
-            feats = predictor.featurize(rows)
+        feats = _featurize(predictor, rows)
     if isinstance(feats, QAFeatures):
         out = _raw_outputs(predictor, feats.batch, padding)
         spans = best_spans(out, feats)
@@ -117,13 +117,10 @@ def weigh(predictor, rows: list, by_tokens: bool) -> Rows:
     out = Rows(rows)
     out.cost = len(rows)
     if by_tokens:
-        from ..text import TruncationWarning
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", TruncationWarning)
-            try:
-                feats = predictor.featurize(rows)
-            except ValueError as e:
-                raise ProtocolError(400, f"{type(e).__name__}: {e}") from None
+        try:
+            feats = _featurize(predictor, rows)
+        except ValueError as e:
+            raise ProtocolError(400, f"{type(e).__name__}: {e}") from None
         batch = feats.batch if hasattr(feats, "batch") else feats
         out.tokens = out.cost = int(np.sum(batch.valid_length))
         out.feats = feats
@@ -161,17 +158,29 @@ def _answer_or_error(predictor, rows, padding):
         return e
 
 
-def run_batch(predictor, items: list, padding: str | None, last_end: float | None = None) -> list:
+def _featurize(predictor, rows: list):
+    from ..text import TruncationWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncationWarning)  # reported per row as `truncated`
+        return predictor.featurize(rows)
+
+
+def run_batch(predictor, items: list, padding: str | None, last_end: float | None = None,
+              full: bool = False) -> list:
     """One formed batch (``items``: each request's rows), answered as ONE batch and cut back
     per request, each with the batch's statistics; if the batch fails, each request is answered
     alone, so that one request's bad rows become its own error answer only.
 
-    ``last_end``: when the replica's previous batch ended (``time.perf_counter``). If a request
-    of this batch was already waiting then (``rows.arrived``), the time between the two batches
-    (``gap_s``) is work the replica did instead of computing -- answering the finished
+    ``last_end``: when the replica's previous batch ended (``time.perf_counter``). If this batch
+    is ``full`` (it reached the batcher's size limit, so the batcher did not wait for more) and
+    a request of it was already waiting then (``rows.arrived``), the time between the two
+    batches (``gap_s``) is work the replica did instead of computing -- answering the finished
     requests, reading new ones, forming the batch -- and the server's queue is busy for it too."""
+    if not items:
+        return []
     t0 = time.perf_counter()
-    waiting = last_end is not None and min(getattr(rows, "arrived", math.inf) for rows in items) <= last_end
+    waiting = full and last_end is not None and \
+        min(getattr(rows, "arrived", math.inf) for rows in items) <= last_end
     counts = [len(rows) for rows in items]
     feats = [getattr(rows, "feats", None) for rows in items]
     try:
@@ -220,7 +229,8 @@ def build_deployment():
             self.max_batch_tokens = int(spec["max_batch_tokens"]) if spec.get("max_batch_tokens") else None
             check_token_budget(self.max_batch_tokens,
                                int(getattr(self.predictor, "seq_length", 0) or spec["seq_length"]), padding)
-            self._batched.set_max_batch_size(self.max_batch_tokens or int(spec["max_batch_size"]))
+            self.max_batch_size = int(spec["max_batch_size"])
+            self._batched.set_max_batch_size(self.max_batch_tokens or self.max_batch_size)
             self._batched.set_batch_wait_timeout_s(float(spec["batch_wait_ms"]) / 1e3)
             self._last_end = None  # when the last batch ended (run_batch's gap_s)
             self.node = ray.get_runtime_context().get_node_id()
@@ -247,8 +257,11 @@ def build_deployment():
             # answered 72-78 requests/s instead of 121-122 with smaller batches (likely the GIL
             # shared by the thread's torch calls and the loop's request handling;
             # results/2026-11-29_cpu_serving_direct_ingress/trials/6_batch_thread)
-            out = run_batch(self.predictor, items, self.padding, self._last_end)
-            self._last_end = out[0][1]["end"]
+            # full: at the batcher's limit by texts (with a token budget, when is unknown: no gap then)
+            out = run_batch(self.predictor, items, self.padding, self._last_end,
+                            full=self.max_batch_tokens is None and batch_cost(items) >= self.max_batch_size)
+            if out:
+                self._last_end = out[0][1]["end"]
             return out
 
         def _known(self, name: str):

@@ -155,7 +155,8 @@ def load(url: str, bodies, rate: float, **kw) -> dict:
         return ex.submit(asyncio.run, run_load(url, bodies, rate, **kw)).result()
 
 
-#: answers from batches whose requests were waiting, at least, before their median gap is simulated
+#: full batches whose requests were waiting (``x-bertg4-batch-gap-ms``), at least, before their
+#: median gap is simulated (a run at a low rate, such as find_max's calibration, has few or none)
 MIN_GAP_SAMPLES = 10
 
 
@@ -209,7 +210,9 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
         tok["service"] = lambda t, a=a, b=b: a + b * t
         rec.update(service_ms_intercept=1e3 * a, service_ms_per_token=1e3 * b,
                    request_tokens_mean=float(np.mean(tok["tokens"])))
-    gaps = [float(r["batch-gap-ms"]) / 1e3 for r in with_headers if "batch-gap-ms" in r]
+    # one gap per batch (its answers share the replica and service time), not per answer
+    gaps = list({(r.get("replica"), r["service-ms"]): float(r["batch-gap-ms"]) / 1e3
+                 for r in with_headers if "batch-gap-ms" in r}.values())
     gap = float(np.median(gaps)) if len(gaps) >= MIN_GAP_SAMPLES else 0.0
     sim = S.simulate(curve, run["rate_per_s"], int(budget or B), wait_s, overhead, n_requests=n_sim, seed=seed,
                      timer=timer, gap_s=gap, **tok)
@@ -325,8 +328,8 @@ def measure_capacity(url: str, name: str, texts, n_requests: int = 300, duration
     service_cap = rec["capacity_per_s"]
     if (rec["rejected"] or rec["lost"]) and 0 < rec["achieved_per_s"] < service_cap:
         rec["capacity_per_s"] = rec["achieved_per_s"]
-        source = (f"the throughput achieved at {rec['rate_per_s']:.1f}/s, where {rec['rejected']} requests were "
-                  f"rejected and {rec['lost']} lost (below {source}: {service_cap:.1f}/s)")
+        source = (f"the throughput achieved at {rec['rate_per_s']:.1f}/s, which could not keep up: "
+                  f"{rec['rejected']} requests rejected and {rec['lost']} lost (below {source}: {service_cap:.1f}/s)")
     rec.update(kind="capacity", single_ms_p50=single["single_ms_p50"], capacity_first_per_s=first["capacity_per_s"],
                capacity_first_rate_per_s=first["rate_per_s"], capacity_service_per_s=service_cap,
                capacity_source=source)

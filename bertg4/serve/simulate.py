@@ -22,9 +22,10 @@ Three refinements over the offline model (:func:`bertg4.cost.simulate` with a be
   batcher latencies.
 - **The replica's work between batches** (``gap_s``): with requests waiting, the next batch
   does not start the moment the last one ends; the replica first answers the finished
-  requests, reads new ones and forms the batch (``x-bertg4-batch-gap-ms``, measured only for
-  batches whose requests were waiting). The simulated server stays busy for that long after
-  each batch, without delaying that batch's own answers.
+  requests, reads new ones and forms the batch (``x-bertg4-batch-gap-ms``, measured for full
+  batches whose requests were waiting, so that no wait of the batcher's timer is in it; not
+  with a token budget). The simulated server stays busy for the median gap after each batch,
+  without delaying that batch's own answers.
 """
 from __future__ import annotations
 

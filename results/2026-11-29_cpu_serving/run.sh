@@ -3,13 +3,6 @@
 # Run from the repository root on a quiet machine:  bash results/2026-11-29_cpu_serving/run.sh [OUT]
 set -u
 OUT=${1:-results/2026-11-29_cpu_serving}
-PORT=18500
-LOG=$(mktemp -d)
 . "$(dirname "$0")/../../scripts/serve_ready.sh"
-start_server "$LOG/server.log" --seq-length 64 --max-batch-size 8 --batch-wait-ms 10 --threads 1 --num-cpus 2 \
-    --port $PORT
-bertg4 loadtest --url http://127.0.0.1:$PORT --capacity-fractions 0.2,0.5,0.8 --find-max --price-per-hour 0.17 \
-    --offline --requests 300 --duration 30 --output "$OUT"
-RC=$?
-kill -TERM $SPID; wait $SPID
-exit $RC
+serve_and_load serving "$OUT" "--seq-length 64 --max-batch-size 8 --batch-wait-ms 10 --threads 1 --num-cpus 2" \
+    --capacity-fractions 0.2,0.5,0.8 --find-max --price-per-hour 0.17 --offline --requests 300 --duration 30

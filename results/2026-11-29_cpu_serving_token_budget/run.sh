@@ -5,14 +5,7 @@
 #   bash results/2026-11-29_cpu_serving_token_budget/run.sh [OUT]      # about 8 minutes
 set -u
 OUT=${1:-results/2026-11-29_cpu_serving_token_budget}
-PORT=$((18500 + RANDOM % 400))
-LOG=$(mktemp -d)
 . "$(dirname "$0")/../../scripts/serve_ready.sh"
-start_server "$LOG/server.log" --seq-length 64 --max-batch-tokens 128 --max-batch-size 4 --batch-wait-ms 5 \
-    --threads 2 --num-cpus 2 --port $PORT --direct-ingress
-URL=$(direct_url "$LOG/server.log")
-bertg4 loadtest --url "$URL" --capacity-fractions 0.2,0.5,0.8 --find-max --price-per-hour 0.17 --offline \
-    --requests 600 --duration 30 --output "$OUT"
-RC=$?
-kill -TERM $SPID; wait $SPID
-exit $RC
+serve_and_load token-budget "$OUT" \
+    "--seq-length 64 --max-batch-tokens 128 --max-batch-size 4 --batch-wait-ms 5 --threads 2 --num-cpus 2 --direct-ingress" \
+    --capacity-fractions 0.2,0.5,0.8 --find-max --price-per-hour 0.17 --offline --requests 600 --duration 30
