@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from .system import command_line, versions
+from .system import allocator, command_line, versions
 from .recipe import NotApplicable
 from .text import Batch, check_batch_size
 
@@ -120,7 +120,7 @@ def record_fields(device_name: str | None = None) -> dict:
     """What every record ends with: versions, host, date (UTC), command; and ``device_name``
     when given (records of code that is not a predictor: the peers)."""
     out = {"device_name": device_name} if device_name is not None else {}
-    out.update({"versions": versions(), "host": platform.node(),
+    out.update({"versions": versions(), "allocator": allocator(), "host": platform.node(),
                 "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "command": command_line()})
     return out

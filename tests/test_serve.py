@@ -5,6 +5,7 @@ The live tests start Ray and one replica of the embedded model (SST head, seq 32
 """
 import asyncio
 import json
+import platform
 import socket
 
 import numpy as np
@@ -381,6 +382,9 @@ def test_routes(server):
     assert meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
     assert [o["name"] for o in meta["outputs"]] == ["label", "probabilities", "truncated"]
     assert meta["parameters"]["seq_length"] == SEQ and meta["parameters"]["max_batch_size"] == 4
+    # the replica's own process says how it holds freed memory (its pt predictor on a CPU sets it)
+    held = ("glibc: freed memory kept", "GLIBC_TUNABLES=") if platform.libc_ver()[0] == "glibc" else ("default",)
+    assert meta["parameters"]["allocator"].startswith(held)
     status, err, _ = post(server.url + "/v2/models/gpt/infer", body(text=["x"]))
     assert status == 404 and "unknown model 'gpt'" in err["error"]
     assert server.direct_urls == []  # direct ingress is off unless asked for

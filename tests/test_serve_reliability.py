@@ -73,6 +73,7 @@ def test_serve_command_lifecycle():
         assert max(int(r["batch-size"]) for r in ok) >= 2  # short requests do share batches
         rec = L.load_record(run, L.server_info(direct[0], "bert"))
         assert rec["ok"] == rec["sent"] == 30 and rec["max_batch_tokens"] == 20
+        assert rec["allocator"] and rec["allocator"] == L.server_info(direct[0], "bert")["allocator"]
         assert rec["service_ms_per_token"] >= 0 and rec["request_tokens_mean"] > 3
         assert rec["p99_ms_simulated"] > 0 or not rec["simulated_stable"]
         proc.send_signal(signal.SIGTERM)

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import torch
 
-from ..system import cpu_has_vnni, cpu_name
+from ..system import cpu_has_vnni, cpu_name, keep_freed_memory
 from ..checkpoint import Checkpoint
 from ..config import BertConfig
 from ..exported import predictor_fields, read_manifest, write_manifest
@@ -253,19 +253,30 @@ def _prepack(module, packed, report, recipe, tokenizer, seq_length, vocab_size, 
     return module, packed, {**report, **prepacked}
 
 
+def memory_notes(notes: list[str], device: torch.device) -> list[str]:
+    """``notes`` with this process's memory note: on a CPU, activations reuse freed heap memory
+    instead of page-faulting new pages (:func:`bertg4.system.keep_freed_memory`)."""
+    notes = [n for n in notes if not n.startswith("memory: ")]
+    if device.type == "cpu":
+        held = keep_freed_memory()
+        notes.append(f"memory: {held}" if held != "default" else
+                     "memory: the C library's default allocator (freed activations may page-fault again)")
+    return notes
+
+
 def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe = "baseline",
           device: str = "cpu", seq_length: int = 128, tokenizer: Tokenizer | None = None,
           num_labels: int | None = None) -> TorchPredictor:
     task, recipe = get_task(task), get_recipe(recipe)
     dev = resolve_device(device)
     check_applicable(recipe, dev)
+    notes = memory_notes(ckpt.notes, dev)
     if task.kind in ("classification", "regression"):
         num_labels = ckpt.num_labels() or num_labels or task.num_labels
     module = task_module(ckpt.config, task, num_labels, attention=recipe.attention,
                          safe=recipe.safe_accumulation)
     M.load_weights(module, ckpt.weights)
     module = module.to(dev, TORCH_DTYPES[recipe.dtype]).eval()
-    notes = list(ckpt.notes)
     if recipe.int8 and not recipe.onednn:
         from .quantize import calibration_inputs, describe, quantize_int8
         calib = calibration_inputs(tokenizer, seq_length, ckpt.config.vocab_size)
@@ -306,4 +317,6 @@ def load_exported(path: str, device: str | None = None) -> TorchPredictor:
     packed = None
     if m.get("packed_artifact"):
         packed = torch.export.load(os.path.join(directory, m["packed_artifact"])).module()
-    return TorchPredictor(program.module(), device=dev, packed=packed, **predictor_fields(directory, m))
+    fields = predictor_fields(directory, m)
+    fields["notes"] = memory_notes(fields["notes"], dev)
+    return TorchPredictor(program.module(), device=dev, packed=packed, **fields)

@@ -30,6 +30,7 @@ import warnings
 
 import numpy as np
 
+from ..system import allocator
 from .protocol import Limits, ProtocolError, check_body_size, metadata, parse_infer, response
 
 #: everything a replica needs to build its predictor and batch (all JSON-serialisable)
@@ -243,7 +244,7 @@ def build_deployment():
             self.meta = metadata(self.name, self.predictor)
             self.meta["parameters"].update({
                 "engine": self.predictor.engine, "device_name": self.predictor.device_name(),
-                "padding": padding,
+                "padding": padding, "allocator": allocator(),
                 "max_batch_size": int(spec["max_batch_size"]), "batch_wait_ms": float(spec["batch_wait_ms"]),
                 "max_batch_tokens": self.max_batch_tokens,
                 "max_texts": self.limits.max_texts, "max_chars": self.limits.max_chars,

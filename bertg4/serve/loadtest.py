@@ -189,7 +189,7 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
            "latency_ms_p99": _pct(lat, 99), "latency_ms_max": float(lat.max()) if len(lat) else None,
            "latency_ms_mean": float(lat.mean()) if len(lat) else None}
     for k in ("task", "model", "engine", "recipe", "dtype", "device", "device_name", "seq_length",
-              "padding", "max_batch_size", "batch_wait_ms", "max_batch_tokens"):
+              "padding", "max_batch_size", "batch_wait_ms", "max_batch_tokens", "allocator"):  # the replica's
         rec[k] = server.get(k)
     errors = sorted({r.get("error", "")[:120] for r in res if r["outcome"] != "ok"})
     rec["errors"] = errors[:5]
