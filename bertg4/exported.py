@@ -14,6 +14,7 @@ import shutil
 
 from .config import BertConfig
 from .recipe import Recipe
+from .system import MEMORY_NOTE
 from .tasks import get_task
 from .text import Tokenizer
 
@@ -37,7 +38,9 @@ def write_manifest(directory: str, predictor, artifact: str, device_type: str, v
         "config": predictor.config.to_dict(), "task": predictor.task.name,
         "dtype": predictor.recipe.dtype, "recipe": dataclasses.asdict(predictor.recipe),
         "device_type": device_type, "seq_length": predictor.seq_length, "vocab": vocab_entry,
-        "lowercase": lowercase, "source": predictor.source, "notes": predictor.notes, **extra,
+        "lowercase": lowercase, "source": predictor.source,
+        # how this process holds freed memory is not the artefact's: a reload notes its own
+        "notes": [n for n in predictor.notes if not n.startswith(MEMORY_NOTE)], **extra,
     }
     path = os.path.join(directory, MANIFEST)
     with open(path, "w", encoding="utf-8") as f:

@@ -188,14 +188,18 @@ def run_peers(model: str, task_name: str, traffic_name: str, batch_sizes, device
     """Every peer of ``task`` (or ``names``) on one traffic source, one record per batch size."""
     from .api import load, with_task_head
     from .checkpoint import load_checkpoint
-    from .system import KEEP_FREED_MEMORY_ENV, scoped_environ
+    from .system import KEEP_FREED_MEMORY_ENV, allocator, scoped_environ
     from .tasks import get_task
     from .traffic import load_traffic
     task = get_task(task_name)
     ckpt = load_checkpoint(model, vocab=vocab)
     # the reference predictor leaves the C allocator as the peers' users have it (glibc's
-    # defaults unless GLIBC_TUNABLES says otherwise): its keep_freed_memory would change it for
-    # this whole process
+    # defaults unless they set their own): its keep_freed_memory would change it for this whole
+    # process. What a CPU predictor built earlier in this process set stays (bench runs the
+    # peers in a fresh process); the records' ``allocator`` says what held.
+    if allocator() != "default":
+        log(f"  note: this process's allocator was changed before the peers ran ({allocator()}); "
+            "they run with it")
     with scoped_environ({KEEP_FREED_MEMORY_ENV: "0"}):
         p = load(task=task, engine="pt", device=device, seq_length=seq_length, checkpoint=ckpt)
     ckpt = with_task_head(ckpt, task)  # the head the predictor got: the peers compute the same function

@@ -48,63 +48,91 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 #: how much free memory glibc may keep at the top of its heap (``mallopt`` takes an ``int``)
 TRIM_THRESHOLD = 2**31 - 1
 KEEP_FREED_MEMORY_ENV = "BERTG4_KEEP_FREED_MEMORY"
+#: what a predictor's note on this starts with (:func:`bertg4.pt.engine.hold_freed_memory`)
+MEMORY_NOTE = "memory: "
+#: the glibc settings that decide whether freed memory goes back to the kernel: tunables, and
+#: the older environment variables glibc still reads
+_TUNABLES = ("glibc.malloc.mmap_max", "glibc.malloc.trim_threshold", "glibc.malloc.mmap_threshold")
+_LEGACY = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
 _allocator = "default"  # what keep_freed_memory() has set in this process
+
+
+def _users_setting() -> str | None:
+    """The user's own say over what glibc gives back, as found in the environment: the
+    tunables and variables of :data:`_TUNABLES`/:data:`_LEGACY`, or a ``malloc`` that is not the
+    C library's (an ``LD_PRELOAD`` allocator such as jemalloc or tcmalloc); None if none."""
+    found = [t for t in os.environ.get("GLIBC_TUNABLES", "").split(":") if t.split("=")[0] in _TUNABLES]
+    found += [f"{k}={os.environ[k]}" for k in _LEGACY if k in os.environ]
+    if found:
+        return "set by the environment: " + ", ".join(found)
+    preload = os.environ.get("LD_PRELOAD", "")
+    if preload:
+        try:
+            ours = ctypes.cast(ctypes.CDLL(None).malloc, ctypes.c_void_p).value
+            libc = ctypes.cast(ctypes.CDLL("libc.so.6").malloc, ctypes.c_void_p).value
+        except (OSError, AttributeError):
+            return None
+        if ours != libc:
+            return f"malloc from LD_PRELOAD={preload}"
+    return None
 
 
 def keep_freed_memory() -> str:
     """Have glibc keep the memory that freed tensors leave, so that the next batch's tensors
-    reuse it instead of page-faulting fresh pages; returns what was set (:func:`allocator`).
+    reuse it instead of page-faulting fresh pages; returns what holds (:func:`allocator`).
 
     On a CPU, PyTorch hands each tensor's memory back to ``malloc`` when the tensor dies.
     glibc serves a large block (128 KiB and up; a threshold it raises, up to 32 MiB, as large
     blocks are freed) with a fresh ``mmap`` that goes back to the kernel when freed, and
     gives the top of its heap back once more than twice that threshold is free there. The
     next forward's activations, of the same sizes, then touch new pages: a page fault for
-    every 4 KiB. Which happens depends on the order of earlier allocations, so one process
-    runs a forward without a fault and the next one with tens of thousands (BERT-base
-    ``onednn-int8``, batch 8, seq 128, 2 cores: 0 or 46,758 faults, 173 or 238 ms; batch 32:
-    414,948 faults and 1,132 ms against none and 676 ms with this setting). ONNX Runtime
-    keeps its own memory arena and faults in neither case.
+    every 4 KiB. Which happens depends on the order of earlier allocations, so it can differ
+    between processes of one command (``results/2026-12-01_cpu_allocator/faults.txt``:
+    BERT-base ``onednn-int8`` at batch 32, about 400,000 faults and 1.2 s per forward with
+    glibc's defaults against at most a few hundred and 0.7-0.75 s with this setting). ONNX
+    Runtime keeps its own memory arena.
 
-    ``mallopt(M_MMAP_MAX, 0)`` serves every block from the heap, and ``M_TRIM_THRESHOLD``
-    (2 GiB) lets that much stay free at its top: in steady state a forward allocates no new
-    page. The price: the process keeps its peak memory, and some more where freed blocks sit
-    between live ones until the heap settles (BERT-base ``onednn-int8`` at batch 8 and 32:
-    a peak resident set of 1.52-1.70 GB against 1.33-1.51 GB). It acts on the whole process
-    (a peer running in the same process gets it too) from the first allocation after the
-    call. Nothing is set where the C library is not glibc, where
-    ``BERTG4_KEEP_FREED_MEMORY=0``, or where ``GLIBC_TUNABLES`` already sets ``glibc.malloc``
-    parameters (the same setting for any program: ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:``
-    ``glibc.malloc.trim_threshold=2147483647``)."""
+    ``mallopt(M_MMAP_MAX, 0)`` serves blocks from the heap, and ``M_TRIM_THRESHOLD`` (2 GiB)
+    lets that much stay free at its top: in steady state a forward touches no new page. The
+    price: the process keeps its peak memory, and some more where freed blocks sit between
+    live ones until the heap settles. It acts on the whole process, for every thread, and
+    cannot be undone (an application that loads a CPU predictor inherits it). Threads other
+    than the main one allocate from heaps of their own, where glibc still maps a block of
+    64 MiB or more afresh and gives back a heap that is wholly free.
+
+    Nothing is set where ``BERTG4_KEEP_FREED_MEMORY=0``, where the C library is not glibc,
+    or where the user already decided: glibc's ``mmap_max``/``trim_threshold``/``mmap_threshold``
+    tunables or their ``MALLOC_*_`` variables, or a ``malloc`` loaded with ``LD_PRELOAD``.
+    The same setting for any program: ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:``
+    ``glibc.malloc.trim_threshold=2147483647``."""
     global _allocator
     value = os.environ.get(KEEP_FREED_MEMORY_ENV, "1")
     if value not in ("0", "1"):
         raise ValueError(f"{KEEP_FREED_MEMORY_ENV}={value!r}: use 1 (keep freed memory in the heap, "
-                         "the default) or 0 (glibc's defaults)")
-    if value == "0" or _allocator != "default":
-        return _allocator
-    tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc." in tunables:
-        _allocator = f"GLIBC_TUNABLES={tunables}"
-        return _allocator
+                         "the default) or 0 (leave the C library's defaults)")
+    if value == "0" or _allocator != "default" or _users_setting() is not None:
+        return allocator()
     if platform.libc_ver()[0] != "glibc":
-        return _allocator
+        return allocator()
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        return _allocator
+        return allocator()
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    if mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1:
-        _allocator = f"glibc: freed memory kept (M_MMAP_MAX=0, M_TRIM_THRESHOLD={TRIM_THRESHOLD})"
-    return _allocator
+    done = [name for name, param, v in (("M_MMAP_MAX=0", _M_MMAP_MAX, 0),
+                                        (f"M_TRIM_THRESHOLD={TRIM_THRESHOLD}", _M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+            if mallopt(param, v) == 1]
+    if done:  # mallopt answers 1 for each parameter it took
+        _allocator = f"glibc: freed memory kept ({', '.join(done)})"
+    return allocator()
 
 
 def allocator() -> str:
-    """How this process's C allocator treats freed memory: ``"default"``, or what
-    :func:`keep_freed_memory` set (or found set in ``GLIBC_TUNABLES``)."""
-    if _allocator == "default" and "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
-        return f"GLIBC_TUNABLES={os.environ['GLIBC_TUNABLES']}"
-    return _allocator
+    """How this process's C allocator treats freed memory: ``"default"``, what
+    :func:`keep_freed_memory` set, or the user's own setting it found in the environment."""
+    if _allocator != "default":
+        return _allocator
+    return _users_setting() or "default"
 
 
 def versions() -> dict:

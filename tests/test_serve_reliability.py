@@ -73,7 +73,8 @@ def test_serve_command_lifecycle():
         assert max(int(r["batch-size"]) for r in ok) >= 2  # short requests do share batches
         rec = L.load_record(run, L.server_info(direct[0], "bert"))
         assert rec["ok"] == rec["sent"] == 30 and rec["max_batch_tokens"] == 20
-        assert rec["allocator"] and rec["allocator"] == L.server_info(direct[0], "bert")["allocator"]
+        # the replica's process (a CPU pt predictor) keeps freed memory; the record says so
+        assert rec["allocator"].startswith(("glibc: freed memory kept", "set by the environment"))
         assert rec["service_ms_per_token"] >= 0 and rec["request_tokens_mean"] > 3
         assert rec["p99_ms_simulated"] > 0 or not rec["simulated_stable"]
         proc.send_signal(signal.SIGTERM)

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import torch
 
-from ..system import cpu_has_vnni, cpu_name, keep_freed_memory
+from ..system import MEMORY_NOTE, cpu_has_vnni, cpu_name, keep_freed_memory
 from ..checkpoint import Checkpoint
 from ..config import BertConfig
 from ..exported import predictor_fields, read_manifest, write_manifest
@@ -253,14 +253,15 @@ def _prepack(module, packed, report, recipe, tokenizer, seq_length, vocab_size, 
     return module, packed, {**report, **prepacked}
 
 
-def memory_notes(notes: list[str], device: torch.device) -> list[str]:
-    """``notes`` with this process's memory note: on a CPU, activations reuse freed heap memory
-    instead of page-faulting new pages (:func:`bertg4.system.keep_freed_memory`)."""
-    notes = [n for n in notes if not n.startswith("memory: ")]
+def hold_freed_memory(notes: list[str], device: torch.device) -> list[str]:
+    """On a CPU, have this process keep freed memory in its heap
+    (:func:`bertg4.system.keep_freed_memory`: activations reuse it instead of page-faulting new
+    pages); returns ``notes`` with this process's memory note in place of any earlier one."""
+    notes = [n for n in notes if not n.startswith(MEMORY_NOTE)]
     if device.type == "cpu":
         held = keep_freed_memory()
-        notes.append(f"memory: {held}" if held != "default" else
-                     "memory: the C library's default allocator (freed activations may page-fault again)")
+        notes.append(MEMORY_NOTE + (held if held != "default" else
+                                    "the C library's default allocator (freed activations may page-fault again)"))
     return notes
 
 
@@ -270,7 +271,7 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
     task, recipe = get_task(task), get_recipe(recipe)
     dev = resolve_device(device)
     check_applicable(recipe, dev)
-    notes = memory_notes(ckpt.notes, dev)
+    notes = hold_freed_memory(ckpt.notes, dev)
     if task.kind in ("classification", "regression"):
         num_labels = ckpt.num_labels() or num_labels or task.num_labels
     module = task_module(ckpt.config, task, num_labels, attention=recipe.attention,
@@ -318,5 +319,5 @@ def load_exported(path: str, device: str | None = None) -> TorchPredictor:
     if m.get("packed_artifact"):
         packed = torch.export.load(os.path.join(directory, m["packed_artifact"])).module()
     fields = predictor_fields(directory, m)
-    fields["notes"] = memory_notes(fields["notes"], dev)
+    fields["notes"] = hold_freed_memory(fields["notes"], dev)
     return TorchPredictor(program.module(), device=dev, packed=packed, **fields)
