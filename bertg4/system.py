@@ -135,6 +135,76 @@ def allocator() -> str:
     return _users_setting() or "default"
 
 
+#: a garbage-collector pause at least this long is kept with its time (:class:`GcPauses`)
+LONG_GC_PAUSE_MS = 5.0
+
+
+class GcPauses:
+    """Python's garbage-collector pauses in this process, from ``gc.callbacks``: how many,
+    their total and the longest, by generation, and each pause of ``long_ms`` or more with the
+    wall-clock time it ended (the last ``keep``). A server's requests wait through every pause
+    of its event loop; a load generator's latencies grow by its own."""
+
+    def __init__(self, long_ms: float = LONG_GC_PAUSE_MS, keep: int = 256):
+        import collections
+        self.long_ms = float(long_ms)
+        self.count = collections.Counter()
+        self.total_ms = collections.Counter()
+        self.max_ms = collections.Counter()
+        self.long = collections.deque(maxlen=keep)  # (time.time() at its end, ms, generation)
+        self._t0 = None
+
+    def __call__(self, phase: str, info: dict) -> None:
+        import time
+        if phase == "start":
+            self._t0 = time.perf_counter()
+            return
+        if self._t0 is None:
+            return
+        ms, gen = 1e3 * (time.perf_counter() - self._t0), int(info.get("generation", -1))
+        self._t0 = None
+        self.count[gen] += 1
+        self.total_ms[gen] += ms
+        self.max_ms[gen] = max(self.max_ms[gen], ms)
+        if ms >= self.long_ms:
+            self.long.append((time.time(), ms, gen))
+
+    def install(self) -> "GcPauses":
+        import gc
+        if self not in gc.callbacks:
+            gc.callbacks.append(self)
+        return self
+
+    def remove(self) -> None:
+        import gc
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)
+
+    def summary(self, start: float | None = None, end: float | None = None) -> dict:
+        """Counts, total and longest pause (ms) since installed; ``long``: the pauses of
+        ``long_ms`` or more, those that ended between the wall-clock times ``start`` and ``end``
+        when given, as ``[time, ms, generation]``."""
+        lo, hi = (start if start is not None else -float("inf")), (end if end is not None else float("inf"))
+        return {"collections": sum(self.count.values()), "total_ms": round(sum(self.total_ms.values()), 3),
+                "max_ms": round(max(self.max_ms.values(), default=0.0), 3),
+                "max_ms_by_generation": {str(g): round(v, 3) for g, v in sorted(self.max_ms.items())},
+                "long_ms": self.long_ms,
+                "long": [[t, round(ms, 3), g] for t, ms, g in self.long if lo <= t <= hi]}
+
+
+def freeze_heap() -> int:
+    """Collect once, then move every object alive now out of the garbage collector's view
+    (``gc.freeze``): a long-lived process (a replica, once its model is loaded and warmed up)
+    then pays each full collection for the objects made since, not for the whole heap of torch,
+    Ray and the web framework. Returns how many objects are frozen. Objects frozen here that
+    become garbage later are only reclaimed by reference counting (``gc.unfreeze`` hands them
+    back)."""
+    import gc
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def versions() -> dict:
     """Versions of Python and of the installed libraries that matter to the numbers."""
     from importlib import metadata

@@ -286,6 +286,10 @@ def test_serve_config_is_a_valid_serve_config(tmp_path):
     dep = cfg["applications"][0]["deployments"][0]
     assert dep["autoscaling_config"]["max_replicas"] == 4 and dep["max_ongoing_requests"] == 64
     assert cfg["applications"][0]["args"]["max_batch_size"] == 16
+    assert cfg["applications"][0]["args"]["freeze_gc"] is True  # the default; --no-freeze-gc turns it off
+    args = parser.parse_args(["serve", "--no-freeze-gc", "--write-config", str(tmp_path / "g.yaml")])
+    assert command.run(args) == 0
+    assert yaml.safe_load((tmp_path / "g.yaml").read_text())["applications"][0]["args"]["freeze_gc"] is False
     assert "direct ingress" not in (tmp_path / "c.yaml").read_text().lower()
     # a token budget goes into the args; direct ingress cannot, so the file says what it needs
     args = parser.parse_args(["serve", "--max-batch-tokens", "256", "--direct-ingress",
@@ -316,6 +320,73 @@ def test_deploy_folder_configs_are_valid():
         ServeDeploySchema.model_validate(cfg)
         (app,) = cfg["applications"]
         assert app["import_path"] == "bertg4.serve.app:build_app" and set(app["args"]) <= set(DEFAULTS)
+
+
+def _in_a_fresh_python(code: str) -> dict:
+    """Run ``code`` (it prints one JSON line last) in a new interpreter: freezing the collector's
+    heap is process-wide, so it is not done to the test process."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_frozen_heap_leaves_the_oldest_generation_and_pauses_are_counted():
+    got = _in_a_fresh_python("""
+import gc, json, time
+from bertg4.system import GcPauses, freeze_heap
+junk = [[i] for i in range(200_000)]  # long-lived objects the collector tracks
+pauses = GcPauses(long_ms=0.0).install()  # every pause counts as long here
+gc.collect()
+before = len(gc.get_objects(generation=2))
+frozen = freeze_heap()
+after = len(gc.get_objects(generation=2))
+t = time.time()
+gc.collect()
+s = pauses.summary(start=t)
+pauses.remove()
+print(json.dumps({"frozen": frozen, "count": gc.get_freeze_count(), "before": before, "after": after,
+                  "s": s, "t": t, "all": len(pauses.summary()["long"])}))
+""")
+    assert got["frozen"] == got["count"] > 200_000
+    assert got["before"] > 200_000 and got["after"] < got["before"] - 200_000  # the junk left generation 2
+    s = got["s"]
+    assert s["collections"] == 3 and float(s["max_ms_by_generation"]["2"]) > 0 and s["max_ms"] > 0
+    assert len(s["long"]) == 1 and s["long"][0][0] >= got["t"] and s["long"][0][2] == 2  # only the last one
+    assert got["all"] == 3
+
+
+def test_load_freezes_its_own_heap_for_the_run_only():
+    got = _in_a_fresh_python(f"""
+import gc, json
+from bertg4.serve import loadtest as L
+url = "http://127.0.0.1:{free_port()}/v2/models/bert/infer"  # nothing listens: every request fails fast
+run = L.load(url, [b"{{}}"], 50.0, n_requests=3, duration_s=1.0, timeout_s=2.0)
+left = gc.get_freeze_count()
+gc.freeze()
+mine = gc.get_freeze_count()
+L.load(url, [b"{{}}"], 50.0, n_requests=2, duration_s=1.0, timeout_s=2.0)
+print(json.dumps({{"left": left, "mine": mine, "kept": gc.get_freeze_count(), "client_gc": run["client_gc"],
+                  "outcomes": [r["outcome"] for r in run["results"]], "span": run["wall_end"] - run["wall_start"]}}))
+""")
+    assert got["left"] == 0  # handed back after the run
+    assert got["mine"] > 0 and got["kept"] == got["mine"]  # a caller's own freeze is left as it was
+    assert got["outcomes"] == ["failed"] * 3 and got["span"] > 0
+    assert set(got["client_gc"]) >= {"collections", "max_ms", "long"}
+
+
+def test_gc_fields_take_the_long_pauses_within_the_run():
+    from bertg4.serve import loadtest as L
+    run = {"client_gc": {"max_ms": 7.0, "long": [[5.0, 7.0, 2]]}, "wall_start": 10.0, "wall_end": 20.0}
+    server = {"gc": {"replica": "r1", "frozen_objects": 9,
+                     "long": [[5.0, 300.0, 2], [15.0, 8.0, 2], [25.0, 9.0, 1]]}}
+    got = L.gc_fields(run, server)
+    assert got == {"client_gc_max_ms": 7.0, "client_gc_long_pauses_ms": [7.0], "server_gc_long_pauses_ms": [8.0],
+                   "server_gc_replica": "r1", "server_gc_frozen_objects": 9}
+    assert L._gc_cell(got) == "1 (max 8 ms)/1 (max 7 ms)"
+    assert L.gc_fields({}, {}) == {} and L._gc_cell({}) == "—"
+    assert L._gc_cell({"client_gc_long_pauses_ms": []}) == "?/0"  # a server that does not say
 
 
 def test_deployment_options_checks():
@@ -385,6 +456,10 @@ def test_routes(server):
     # the replica's own process says how it holds freed memory (its pt predictor on a CPU sets it)
     held = ("glibc: freed memory kept", "set by the environment") if platform.libc_ver()[0] == "glibc" else ("default",)
     assert meta["parameters"]["allocator"].startswith(held)
+    # the replica froze its warmed-up heap, and says what its collector has done since
+    gc = meta["parameters"]["gc"]
+    assert meta["parameters"]["freeze_gc"] is True and gc["frozen_objects"] > 10_000
+    assert gc["replica"] and gc["collections"] >= 0 and gc["long_ms"] == 5.0 and isinstance(gc["long"], list)
     status, err, _ = post(server.url + "/v2/models/gpt/infer", body(text=["x"]))
     assert status == 404 and "unknown model 'gpt'" in err["error"]
     assert server.direct_urls == []  # direct ingress is off unless asked for
@@ -485,6 +560,9 @@ def test_loadtest_record(server, sst2_dev, tmp_path, measured):
     assert r["simulated_gap_ms"] == (pytest.approx(r["batch_gap_ms_p50"]) if r["batch_gap_samples"] >= MIN_GAP_SAMPLES
                                      else 0.0)
     assert r["model"] == "all-MiniLM-L6-v2" and r["seq_length"] == SEQ and r["max_batch_size"] == 4
+    # the collectors' long pauses in the run: the load generator's, and the replica's (it reports them)
+    assert r["client_gc_max_ms"] >= 0 and isinstance(r["client_gc_long_pauses_ms"], list)
+    assert r["server_gc_frozen_objects"] > 10_000 and isinstance(r["server_gc_long_pauses_ms"], list)
     from bertg4.serve.command import write_outputs
     paths = write_outputs([{**r, "kind": "loadtest"}, {"kind": "summary", "task": "SST"}], str(tmp_path))
     assert [p.rsplit("/", 1)[1] for p in paths] == ["records.jsonl", "table.md", "loadtest.png"]

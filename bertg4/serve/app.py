@@ -18,6 +18,12 @@ request's time from entering the batch queue to its result, ``x-bertg4-batch-gap
 replica's work between the previous batch and this full one while requests waited,
 ``x-bertg4-node`` and ``x-bertg4-replica``): the load generator builds its service-time curve
 and the simulator's gap between batches from them.
+
+Once its model is warmed up, a replica freezes its heap out of Python's garbage collector
+(:func:`bertg4.system.freeze_heap`; ``freeze_gc`` False, ``serve --no-freeze-gc``, leaves it),
+so that a full collection does not stop the event loop to scan torch, Ray and FastAPI; the
+model metadata's ``gc`` says what the answering replica froze and every collector pause of
+5 ms or more since, which the load generator matches against each run.
 """
 # no `from __future__ import annotations` here: FastAPI reads the routes' annotations at run time
 
@@ -30,13 +36,13 @@ import warnings
 
 import numpy as np
 
-from ..system import allocator
+from ..system import GcPauses, allocator, freeze_heap
 from .protocol import Limits, ProtocolError, check_body_size, metadata, parse_infer, response
 
 #: everything a replica needs to build its predictor and batch (all JSON-serialisable)
 DEFAULTS = {"name": "bert", "model": "embedded", "task": "SST", "engine": "pt", "recipe": "baseline",
             "dtype": None, "device": "cpu", "seq_length": 128, "vocab": None, "config": None, "seed": 0,
-            "exported_model": None, "padding": None, "threads": None,
+            "exported_model": None, "padding": None, "threads": None, "freeze_gc": True,
             "max_batch_size": 8, "batch_wait_ms": 10.0, "max_batch_tokens": None,
             "max_texts": Limits.max_texts, "max_chars": Limits.max_chars,
             "max_body_bytes": Limits.max_body_bytes}
@@ -242,11 +248,16 @@ def build_deployment():
                 example = ("what is warmed up?", "the model is warmed up before serving.")
             answer(self.predictor, [example] * 2, self.padding)  # first call pays one-off costs here
             self.meta = metadata(self.name, self.predictor)
+            # the heap built so far (torch, Ray, FastAPI, the model) is out of the collector's
+            # view: a full collection of it stops the event loop, and every request waiting on it,
+            # for about 185 ms on a 2-core CPU (results/2026-12-01_cpu_serving_gc/gc_pause.txt)
+            self.gc_frozen = freeze_heap() if spec.get("freeze_gc", True) else 0
+            self.gc_pauses = GcPauses().install()
             self.meta["parameters"].update({
                 "engine": self.predictor.engine, "device_name": self.predictor.device_name(),
                 "padding": padding, "allocator": allocator(),
                 "max_batch_size": int(spec["max_batch_size"]), "batch_wait_ms": float(spec["batch_wait_ms"]),
-                "max_batch_tokens": self.max_batch_tokens,
+                "max_batch_tokens": self.max_batch_tokens, "freeze_gc": bool(spec.get("freeze_gc", True)),
                 "max_texts": self.limits.max_texts, "max_chars": self.limits.max_chars,
                 "max_body_bytes": self.limits.max_body_bytes,
                 "spec": {k: spec[k] for k in ("model", "task", "engine", "recipe", "dtype", "device", "seq_length",
@@ -287,7 +298,9 @@ def build_deployment():
                 self._known(name)
             except ProtocolError as e:
                 return error(e)
-            return self.meta
+            # this replica's collector pauses since it started (the one that answers this request)
+            gc_state = {"replica": self.replica, "frozen_objects": self.gc_frozen, **self.gc_pauses.summary()}
+            return {**self.meta, "parameters": {**self.meta["parameters"], "gc": gc_state}}
 
         @api.get("/v2/models/{name}/ready")
         def model_ready(self, name: str):

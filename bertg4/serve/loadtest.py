@@ -145,14 +145,32 @@ async def run_load(url: str, bodies, rate: float, n_requests: int = 200, duratio
 
 def load(url: str, bodies, rate: float, **kw) -> dict:
     """:func:`run_load` from synchronous code (a script, a notebook: runs in a fresh thread
-    when an event loop is already running there)."""
+    when an event loop is already running there).
+
+    For the run, this process's heap is frozen out of the garbage collector's view (when
+    nothing else froze it) and handed back after: a full collection of a load generator that
+    also holds a model (``--offline``) would otherwise pause every request in flight and count
+    as server latency. ``client_gc``: the collector's pauses during the run; ``wall_start`` /
+    ``wall_end``: its wall-clock span, to match the server's own pauses against."""
+    import gc
+    from ..system import GcPauses, freeze_heap
+    froze = gc.get_freeze_count() == 0 and freeze_heap() > 0
+    pauses = GcPauses().install()
+    wall_start = time.time()
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(run_load(url, bodies, rate, **kw))
-    import concurrent.futures
-    with concurrent.futures.ThreadPoolExecutor(1) as ex:
-        return ex.submit(asyncio.run, run_load(url, bodies, rate, **kw)).result()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            run = asyncio.run(run_load(url, bodies, rate, **kw))
+        else:
+            import concurrent.futures
+            with concurrent.futures.ThreadPoolExecutor(1) as ex:
+                run = ex.submit(asyncio.run, run_load(url, bodies, rate, **kw)).result()
+    finally:
+        pauses.remove()
+        if froze:
+            gc.unfreeze()
+    return {**run, "client_gc": pauses.summary(), "wall_start": wall_start, "wall_end": time.time()}
 
 
 #: full batches whose requests were waiting (``x-bertg4-batch-gap-ms``), at least, before their
@@ -166,6 +184,23 @@ def _ms(seconds):
 
 def _pct(x, q):
     return float(np.percentile(x, q)) if len(x) else None
+
+
+def gc_fields(run: dict, server: dict) -> dict:
+    """The garbage collector's long pauses (:data:`bertg4.system.LONG_GC_PAUSE_MS` and more) in a
+    run: the load generator's own (``client_gc_*``), and those of the replica whose metadata was
+    read after the run (``server_gc_*``: ``server["gc"]``, when the server reports it) that
+    ended within the run's wall-clock span; ``server_gc_frozen_objects``: what that replica froze."""
+    out = {}
+    client = run.get("client_gc")
+    if client:
+        out.update(client_gc_max_ms=client["max_ms"], client_gc_long_pauses_ms=[p[1] for p in client["long"]])
+    gcs = server.get("gc")
+    if gcs and "wall_start" in run:
+        window = [p[1] for p in gcs.get("long", []) if run["wall_start"] <= p[0] <= run["wall_end"]]
+        out.update(server_gc_long_pauses_ms=window, server_gc_replica=gcs.get("replica"),
+                   server_gc_frozen_objects=gcs.get("frozen_objects"))
+    return out
 
 
 def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "idle", seed: int = 0,
@@ -191,6 +226,7 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
     for k in ("task", "model", "engine", "recipe", "dtype", "device", "device_name", "seq_length",
               "padding", "max_batch_size", "batch_wait_ms", "max_batch_tokens", "allocator"):  # the replica's
         rec[k] = server.get(k)
+    rec.update(gc_fields(run, server))
     errors = sorted({r.get("error", "")[:120] for r in res if r["outcome"] != "ok"})
     rec["errors"] = errors[:5]
     rec["replicas_seen"] = len({r.get("replica") for r in ok if r.get("replica")})
@@ -253,6 +289,14 @@ def server_info(url: str, name: str, timeout_s: float = 10.0) -> dict:
     return {**meta["parameters"], "inputs": [i["name"] for i in meta["inputs"]]}
 
 
+def _server_gc(url: str, name: str, timeout_s: float) -> dict | None:
+    """The ``gc`` parameters of the server's metadata now, or None when it has none or cannot say."""
+    try:
+        return server_info(url, name, timeout_s).get("gc")
+    except RuntimeError:
+        return None
+
+
 def bodies_for(info: dict, texts: list[str], texts_per_request: int = 1) -> list[bytes]:
     """Request bodies of ``texts_per_request`` texts each (one-sentence tasks)."""
     if info["inputs"] != ["text"]:
@@ -290,7 +334,8 @@ def sweep(url: str, name: str, rates, texts, n_requests: int = 200, duration_s: 
     for k, rate in enumerate(rates):
         run = load(infer, bodies, rate, n_requests=n_requests, duration_s=duration_s,
                    timeout_s=timeout_s, seed=seed + k, warmup_s=warmup_s)
-        rec = load_record(run, info, warmup_s=warmup_s, timer=timer, seed=seed)
+        after = _server_gc(url, name, timeout_s)  # the replica's collector pauses, read after the run
+        rec = load_record(run, {**info, "gc": after} if after else info, warmup_s=warmup_s, timer=timer, seed=seed)
         rec["texts_per_request"] = texts_per_request
         out.append(rec)
         if log:
@@ -392,13 +437,23 @@ def format_line(r: dict) -> str:
             f"failed {r['failed']} lost {r['lost']}; achieved {r['achieved_per_s']:.2f}/s; "
             f"p50 {f(r['latency_ms_p50'])} p90 {f(r['latency_ms_p90'])} p99 {f(r['latency_ms_p99'])} "
             f"max {f(r['latency_ms_max'])} ms; simulated p50 {f(r.get('p50_ms_simulated'))} "
-            f"p99 {f(r.get('p99_ms_simulated'))} ms; mean batch {f(r.get('mean_batch_size'), '.2f')}")
+            f"p99 {f(r.get('p99_ms_simulated'))} ms; mean batch {f(r.get('mean_batch_size'), '.2f')}"
+            + (f"; GC pauses >= 5 ms: {_gc_cell(r)} (server/client)" if _gc_cell(r) != "—" else ""))
+
+
+def _gc_cell(r: dict) -> str:
+    """``server/client`` counts of long collector pauses in a run, with the longest, or — if unknown."""
+    parts = []
+    for side in ("server", "client"):
+        p = r.get(f"{side}_gc_long_pauses_ms")
+        parts.append("?" if p is None else (f"{len(p)} (max {max(p):.0f} ms)" if p else "0"))
+    return "—" if parts == ["?", "?"] else "/".join(parts)
 
 
 def format_table(records: list[dict]) -> str:
     head = ("| run | rate/s | sent | ok | rejected | failed | lost | achieved/s | p50 ms | p90 ms | p99 ms | max ms "
-            "| sim p50 ms | sim p99 ms | p50 err | p99 err | mean batch |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            "| sim p50 ms | sim p99 ms | p50 err | p99 err | mean batch | GC pauses >= 5 ms, server/client |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 
     def f(x, spec=".1f"):
         return "—" if x is None else format(x, spec)
@@ -406,7 +461,8 @@ def format_table(records: list[dict]) -> str:
             f"| {r['achieved_per_s']:.2f} | {f(r['latency_ms_p50'])} | {f(r['latency_ms_p90'])} "
             f"| {f(r['latency_ms_p99'])} | {f(r['latency_ms_max'])} | {f(r.get('p50_ms_simulated'))} "
             f"| {f(r.get('p99_ms_simulated'))} | {f(r.get('p50_rel_error'), '+.0%')} "
-            f"| {f(r.get('p99_rel_error'), '+.0%')} | {f(r.get('mean_batch_size'), '.2f')} |" for r in records]
+            f"| {f(r.get('p99_rel_error'), '+.0%')} | {f(r.get('mean_batch_size'), '.2f')} | {_gc_cell(r)} |"
+            for r in records]
     return "\n".join([head, *rows])
 
 
