@@ -12,6 +12,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 
 
 def cpu_name() -> str:
@@ -143,31 +144,32 @@ class GcPauses:
     """Python's garbage-collector pauses in this process, from ``gc.callbacks``: how many,
     their total and the longest, by generation, and each pause of ``long_ms`` or more with the
     wall-clock time it ended (the last ``keep``). A server's requests wait through every pause
-    of its event loop; a load generator's latencies grow by its own."""
+    of its event loop; a load generator's latencies grow by its own.
+
+    The callback never changes a container in place: it builds the new state and rebinds it in
+    one assignment, so :meth:`summary` (from any thread, or while a collection that its own
+    allocations set off runs) reads one consistent state."""
 
     def __init__(self, long_ms: float = LONG_GC_PAUSE_MS, keep: int = 256):
-        import collections
-        self.long_ms = float(long_ms)
-        self.count = collections.Counter()
-        self.total_ms = collections.Counter()
-        self.max_ms = collections.Counter()
-        self.long = collections.deque(maxlen=keep)  # (time.time() at its end, ms, generation)
+        self.long_ms, self.keep = float(long_ms), int(keep)
+        # per generation 0, 1, 2: (count, total ms, max ms); long pauses: ((time, ms, generation), ...)
+        self._state = ((0, 0, 0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), ())
         self._t0 = None
 
     def __call__(self, phase: str, info: dict) -> None:
-        import time
         if phase == "start":
             self._t0 = time.perf_counter()
             return
         if self._t0 is None:
             return
-        ms, gen = 1e3 * (time.perf_counter() - self._t0), int(info.get("generation", -1))
+        ms, gen = 1e3 * (time.perf_counter() - self._t0), min(2, max(0, int(info.get("generation", 2))))
         self._t0 = None
-        self.count[gen] += 1
-        self.total_ms[gen] += ms
-        self.max_ms[gen] = max(self.max_ms[gen], ms)
+        count, total, longest, long = self._state
+        bump = lambda t, v: tuple(v if i == gen else x for i, x in enumerate(t))  # noqa: E731
         if ms >= self.long_ms:
-            self.long.append((time.time(), ms, gen))
+            long = (long + ((time.time(), ms, gen),))[-self.keep:]
+        self._state = (bump(count, count[gen] + 1), bump(total, total[gen] + ms),
+                       bump(longest, max(longest[gen], ms)), long)
 
     def install(self) -> "GcPauses":
         import gc
@@ -181,15 +183,16 @@ class GcPauses:
             gc.callbacks.remove(self)
 
     def summary(self, start: float | None = None, end: float | None = None) -> dict:
-        """Counts, total and longest pause (ms) since installed; ``long``: the pauses of
-        ``long_ms`` or more, those that ended between the wall-clock times ``start`` and ``end``
-        when given, as ``[time, ms, generation]``."""
+        """Counts, total and longest pause (ms) since installed, overall and by generation;
+        ``long``: the pauses of ``long_ms`` or more, those that ended between the wall-clock
+        times ``start`` and ``end`` when given, as ``[time, ms, generation]``."""
+        count, total, longest, long = self._state
         lo, hi = (start if start is not None else -float("inf")), (end if end is not None else float("inf"))
-        return {"collections": sum(self.count.values()), "total_ms": round(sum(self.total_ms.values()), 3),
-                "max_ms": round(max(self.max_ms.values(), default=0.0), 3),
-                "max_ms_by_generation": {str(g): round(v, 3) for g, v in sorted(self.max_ms.items())},
+        return {"collections": sum(count), "collections_by_generation": {str(g): n for g, n in enumerate(count)},
+                "total_ms": round(sum(total), 3), "max_ms": round(max(longest), 3),
+                "max_ms_by_generation": {str(g): round(v, 3) for g, v in enumerate(longest)},
                 "long_ms": self.long_ms,
-                "long": [[t, round(ms, 3), g] for t, ms, g in self.long if lo <= t <= hi]}
+                "long": [[t, round(ms, 3), g] for t, ms, g in long if lo <= t <= hi]}
 
 
 def freeze_heap() -> int:

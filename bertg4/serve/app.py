@@ -28,6 +28,7 @@ model metadata's ``gc`` says what the answering replica froze and every collecto
 # no `from __future__ import annotations` here: FastAPI reads the routes' annotations at run time
 
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -249,9 +250,10 @@ def build_deployment():
             answer(self.predictor, [example] * 2, self.padding)  # first call pays one-off costs here
             self.meta = metadata(self.name, self.predictor)
             # the heap built so far (torch, Ray, FastAPI, the model) is out of the collector's
-            # view: a full collection of it stops the event loop, and every request waiting on it,
-            # for about 185 ms on a 2-core CPU (results/2026-12-01_cpu_serving_gc/gc_pause.txt)
-            self.gc_frozen = freeze_heap() if spec.get("freeze_gc", True) else 0
+            # view: a full collection stops the event loop, and every request waiting on it; in a
+            # process holding the same, one took about 185 ms on a 2-core CPU
+            # (results/2026-12-01_cpu_serving_gc/gc_pause.txt)
+            self.gc_frozen = freeze_heap() if spec.get("freeze_gc", True) else gc.get_freeze_count()
             self.gc_pauses = GcPauses().install()
             self.meta["parameters"].update({
                 "engine": self.predictor.engine, "device_name": self.predictor.device_name(),

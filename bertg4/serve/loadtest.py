@@ -150,7 +150,8 @@ def load(url: str, bodies, rate: float, **kw) -> dict:
     For the run, this process's heap is frozen out of the garbage collector's view (when
     nothing else froze it) and handed back after: a full collection of a load generator that
     also holds a model (``--offline``) would otherwise pause every request in flight and count
-    as server latency. ``client_gc``: the collector's pauses during the run; ``wall_start`` /
+    as server latency. (Two runs at once in one process share the freeze: the first to end
+    hands it back.) ``client_gc``: the collector's pauses during the run; ``wall_start`` /
     ``wall_end``: its wall-clock span, to match the server's own pauses against."""
     import gc
     from ..system import GcPauses, freeze_heap
@@ -190,7 +191,9 @@ def gc_fields(run: dict, server: dict) -> dict:
     """The garbage collector's long pauses (:data:`bertg4.system.LONG_GC_PAUSE_MS` and more) in a
     run: the load generator's own (``client_gc_*``), and those of the replica whose metadata was
     read after the run (``server_gc_*``: ``server["gc"]``, when the server reports it) that
-    ended within the run's wall-clock span; ``server_gc_frozen_objects``: what that replica froze."""
+    ended within the run's wall-clock span (its warm-up included; one machine's clock: a server on
+    another machine needs its clock in step); ``server_gc_frozen_objects``: what that replica froze;
+    ``server_gc_collections``: its collections per generation since it started."""
     out = {}
     client = run.get("client_gc")
     if client:
@@ -199,7 +202,8 @@ def gc_fields(run: dict, server: dict) -> dict:
     if gcs and "wall_start" in run:
         window = [p[1] for p in gcs.get("long", []) if run["wall_start"] <= p[0] <= run["wall_end"]]
         out.update(server_gc_long_pauses_ms=window, server_gc_replica=gcs.get("replica"),
-                   server_gc_frozen_objects=gcs.get("frozen_objects"))
+                   server_gc_frozen_objects=gcs.get("frozen_objects"),
+                   server_gc_collections=gcs.get("collections_by_generation"))
     return out
 
 
@@ -231,6 +235,8 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
     rec["errors"] = errors[:5]
     rec["replicas_seen"] = len({r.get("replica") for r in ok if r.get("replica")})
     rec["nodes_seen"] = len({r.get("node") for r in ok if r.get("node")})
+    if rec["replicas_seen"] > 1 and "server_gc_long_pauses_ms" in rec:
+        rec["server_gc_long_pauses_ms"] = None  # the metadata came from one replica of several: unknown
     with_headers = [r for r in timed if "service-ms" in r and "replica-ms" in r]
     if not with_headers:
         return {**rec, "p50_ms_simulated": None, "p99_ms_simulated": None}
@@ -293,7 +299,7 @@ def _server_gc(url: str, name: str, timeout_s: float) -> dict | None:
     """The ``gc`` parameters of the server's metadata now, or None when it has none or cannot say."""
     try:
         return server_info(url, name, timeout_s).get("gc")
-    except RuntimeError:
+    except (RuntimeError, ValueError, KeyError, OSError):  # no answer, not JSON, not model metadata
         return None
 
 
@@ -335,7 +341,7 @@ def sweep(url: str, name: str, rates, texts, n_requests: int = 200, duration_s: 
         run = load(infer, bodies, rate, n_requests=n_requests, duration_s=duration_s,
                    timeout_s=timeout_s, seed=seed + k, warmup_s=warmup_s)
         after = _server_gc(url, name, timeout_s)  # the replica's collector pauses, read after the run
-        rec = load_record(run, {**info, "gc": after} if after else info, warmup_s=warmup_s, timer=timer, seed=seed)
+        rec = load_record(run, {**info, "gc": after}, warmup_s=warmup_s, timer=timer, seed=seed)
         rec["texts_per_request"] = texts_per_request
         out.append(rec)
         if log:

@@ -3,7 +3,7 @@
 # with bertg4's default (the replica's warmed-up heap frozen out of Python's garbage collector),
 # unfrozen/ with --no-freeze-gc; each server started by `bertg4 serve`, loaded by
 # `bertg4 loadtest`, stopped by its pid. Run from the repository root on a quiet machine:
-#   bash results/2026-12-01_cpu_serving_gc/run.sh [OUT]      # about 15 minutes
+#   bash results/2026-12-01_cpu_serving_gc/run.sh [OUT]      # about 5 minutes
 set -u
 OUT=${1:-results/2026-12-01_cpu_serving_gc}
 . "$(dirname "$0")/../../scripts/serve_ready.sh"
