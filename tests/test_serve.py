@@ -238,6 +238,28 @@ def test_the_replicas_work_between_batches_keeps_the_simulated_server_busy():
         S.capacity(curve, 4, gap_s=-0.001)
 
 
+def test_the_measured_spread_of_service_times_widens_the_simulated_tail():
+    curve = {1: 0.010, 2: 0.015, 3: 0.020, 4: 0.025}
+    base, sizes = S.batch_latencies(curve, 120.0, 4, 0.002, n_requests=4000, seed=3)
+    ones, ones_sizes = S.batch_latencies(curve, 120.0, 4, 0.002, n_requests=4000, seed=3, spread=[1.0, 1.0])
+    np.testing.assert_array_equal(base, ones)  # factors of 1: the mean curve exactly
+    np.testing.assert_array_equal(sizes, ones_sizes)
+    wide, _ = S.batch_latencies(curve, 120.0, 4, 0.002, n_requests=4000, seed=3, spread=[0.6, 1.4])
+    assert np.percentile(wide, 99) > 1.1 * np.percentile(base, 99)  # same mean, wider service: longer tail
+    low = [S.batch_latencies(curve, 0.5, 4, 0.0, n_requests=2000, seed=3, spread=f)[0] for f in ([1.0], [0.6, 1.4])]
+    alone = np.isin(np.round(low[1] / low[0], 6), [0.6, 1.4])  # alone in the server, a request takes its factor
+    assert alone.mean() > 0.98
+    sim = S.simulate(curve, 120.0, 4, 0.002, n_requests=4000, seed=3, spread=[0.6, 1.4])
+    assert sim["capacity_per_s"] == S.capacity(curve, 4)  # the capacity stays the mean curve's
+    f = S.service_spread([(1, 0.012), (2, 0.015), (4, 0.020)], lambda k: curve[k])
+    np.testing.assert_allclose(f, [1.2, 1.0, 0.8])
+    with pytest.raises(ValueError, match="no batch service times"):
+        S.service_spread([(1, 0.0)], lambda k: curve[k])
+    for bad in ([], [0.0, 1.0], [float("nan")], [[1.0]]):
+        with pytest.raises(ValueError, match="spread must be positive"):
+            S.batch_latencies(curve, 10.0, 4, spread=bad, n_requests=100)
+
+
 def test_curve_from_batches():
     c = S.curve_from_batches([(1, 0.02), (1, 0.022), (3, 0.04), (4, 0.05)], 6)
     assert list(c) == [1, 2, 3, 4, 5, 6]
@@ -577,6 +599,10 @@ def test_loadtest_record(server, sst2_dev, tmp_path, measured):
     assert isinstance(r["client_gc_max_ms"], float) and isinstance(r["client_gc_long_pauses_ms"], list)
     assert r["server_gc_frozen_objects"] > 10_000 and isinstance(r["server_gc_long_pauses_ms"], list)
     assert sum(r["server_gc_collections"].values()) > 0  # the replica's collector ran, and is counted
+    # beside the mean curve's percentiles, the same simulation with the measured spread of service times
+    distinct = r["service_spread_batches"]
+    assert 0 < distinct <= r["timed"] and r["service_spread_p10_p90"][0] <= 1.0 <= r["service_spread_p10_p90"][1]
+    assert r["p99_ms_simulated_spread"] > 0 and r["p99_rel_error_spread"] is not None
     from bertg4.serve.command import write_outputs
     paths = write_outputs([{**r, "kind": "loadtest"}, {"kind": "summary", "task": "SST"}], str(tmp_path))
     assert [p.rsplit("/", 1)[1] for p in paths] == ["records.jsonl", "table.md", "loadtest.png"]

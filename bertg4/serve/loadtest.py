@@ -256,10 +256,27 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
     gaps = list({(r.get("replica"), r["service-ms"]): float(r["batch-gap-ms"]) / 1e3
                  for r in with_headers if "batch-gap-ms" in r}.values())
     gap = float(np.median(gaps)) if len(gaps) >= MIN_GAP_SAMPLES else 0.0
-    sim = S.simulate(curve, run["rate_per_s"], int(budget or B), wait_s, overhead, n_requests=n_sim, seed=seed,
-                     timer=timer, gap_s=gap, **tok)
-    if not sim["stable"]:  # at or past capacity the queue grows without bound: no percentiles to predict
-        sim.update(latency_s_p50=math.nan, latency_s_p90=math.nan, latency_s_p99=math.nan)
+    # the distinct batches, each once: their service times over the curve's (or the token line's)
+    distinct = {(r.get("replica"), r["service-ms"]): r for r in with_headers}.values()
+    try:
+        if budget:
+            spread = S.service_spread([(int(r["batch-tokens"]), float(r["service-ms"]) / 1e3) for r in distinct],
+                                      tok["service"])
+        else:
+            spread = S.service_spread([(int(r["batch-size"]), float(r["service-ms"]) / 1e3) for r in distinct],
+                                      lambda k: curve[k])
+    except ValueError:  # nothing the curve predicts a positive time for: no spread to draw from
+        spread = None
+    sims = {}
+    for name, f in (("mean", None), ("spread", spread)):  # the mean curve, and with the measured variability
+        if name == "spread" and f is None:
+            continue
+        sim = S.simulate(curve, run["rate_per_s"], int(budget or B), wait_s, overhead, n_requests=n_sim, seed=seed,
+                         timer=timer, gap_s=gap, spread=f, **tok)
+        if not sim["stable"]:  # at or past capacity the queue grows without bound: no percentiles to predict
+            sim.update(latency_s_p50=math.nan, latency_s_p90=math.nan, latency_s_p99=math.nan)
+        sims[name] = sim
+    sim = sims["mean"]
     rec.update({
         "mean_batch_size": float(np.mean([k for k, _ in batches])),
         "service_ms_curve": {str(k): 1e3 * v for k, v in curve.items()},
@@ -273,10 +290,18 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
         "p50_ms_simulated": _ms(sim["latency_s_p50"]), "p90_ms_simulated": _ms(sim["latency_s_p90"]),
         "p99_ms_simulated": _ms(sim["latency_s_p99"]),
         "mean_batch_size_simulated": sim["mean_batch_size"],
+        # beside it, the same simulation with each batch's service time drawn from the measured spread
+        "service_spread_batches": 0 if spread is None else len(spread),
+        "service_spread_p10_p90": None if spread is None else [float(np.percentile(spread, 10)),
+                                                              float(np.percentile(spread, 90))],
+        "p50_ms_simulated_spread": _ms(sims["spread"]["latency_s_p50"]) if spread is not None else None,
+        "p99_ms_simulated_spread": _ms(sims["spread"]["latency_s_p99"]) if spread is not None else None,
     })
     for q in ("p50", "p99"):
-        m, s = rec[f"latency_ms_{q}"], rec[f"{q}_ms_simulated"]
-        rec[f"{q}_rel_error"] = (s - m) / m if m and s is not None else None
+        m = rec[f"latency_ms_{q}"]
+        for key, s in ((f"{q}_rel_error", rec[f"{q}_ms_simulated"]),
+                       (f"{q}_rel_error_spread", rec[f"{q}_ms_simulated_spread"])):
+            rec[key] = (s - m) / m if m and s is not None else None
     return rec
 
 

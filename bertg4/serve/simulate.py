@@ -20,6 +20,14 @@ Three refinements over the offline model (:func:`bertg4.cost.simulate` with a be
   spent in the replica's batcher (``x-bertg4-replica-ms``) is the HTTP, proxy, routing and
   (de)serialisation time. Its measured samples are added, drawn at random, to simulated
   batcher latencies.
+- **How much a batch's service time varies** (``spread``): the measured batches' service
+  times over what the curve (or the token line) gives for their size, one factor per batch.
+  Each simulated batch takes its size's time times a factor drawn from these, so the
+  simulated queue sees the measured variability as well as the mean (a queue's tail grows with
+  the spread of its service times, not only with their mean). Without ``spread`` every batch
+  of a size takes the same time; the load records' headline percentiles are those, and the
+  ones with the spread sit beside them (``results/2026-12-01_cpu_serving_spread``: no better
+  overall on three runs).
 - **The replica's work between batches** (``gap_s``): with requests waiting, the next batch
   does not start the moment the last one ends; the replica first answers the finished
   requests, reads new ones and forms the batch (``x-bertg4-batch-gap-ms``, measured for full
@@ -64,6 +72,26 @@ def curve_from_batches(batches, max_batch: int) -> dict[int, float]:
     return cost.check_curve(dict(zip(range(1, int(max_batch) + 1), np.maximum.accumulate(vals).tolist())))
 
 
+def service_spread(batches, predicted) -> np.ndarray:
+    """Each measured batch's service time over the time ``predicted(batch)`` gives for it:
+    ``batches`` are distinct batches (one sample each, whatever their requests), as
+    ``(batch, seconds)``. The factors :func:`batch_latencies` draws from (``spread``)."""
+    out = [float(t) / float(predicted(b)) for b, t in batches
+           if t > 0 and math.isfinite(t) and predicted(b) > 0]
+    if not out:
+        raise ValueError("no batch service times to measure their spread with")
+    return np.asarray(out)
+
+
+def _check_spread(spread) -> np.ndarray | None:
+    if spread is None:
+        return None
+    f = np.asarray(spread, dtype=float)
+    if f.ndim != 1 or not len(f) or not np.all(np.isfinite(f)) or f.min() <= 0:
+        raise ValueError("spread must be positive finite factors (measured service time over the curve's)")
+    return f
+
+
 def _draw_tokens(tokens, n: int, seed: int) -> np.ndarray:
     """``n`` requests' token counts drawn from the measured ``tokens`` (its own stream of ``seed``)."""
     return np.random.default_rng(seed + 2).choice(np.asarray(tokens, dtype=np.int64), size=int(n), replace=True)
@@ -71,9 +99,11 @@ def _draw_tokens(tokens, n: int, seed: int) -> np.ndarray:
 
 def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0, n_requests: int = 20_000,
                     seed: int = 0, timer: str = "idle", tokens=None, service=None,
-                    gap_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                    gap_s: float = 0.0, spread=None) -> tuple[np.ndarray, np.ndarray]:
     """Per-request latency (arrival to end of its batch) and batch sizes under Poisson load;
     after each batch the server stays busy ``gap_s`` more (the replica's work between batches).
+    ``spread``: factors (:func:`service_spread`) each batch's service time is multiplied by,
+    one drawn per batch (its own random stream); None: every batch of a size takes the same.
 
     ``timer="arrival"`` is :func:`bertg4.cost.simulate`'s rule; ``"idle"`` is
     ``@serve.batch`` beside a model that holds the event loop (see the module docstring).
@@ -91,7 +121,10 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
     if not (rate > 0 and math.isfinite(rate)):
         raise ValueError(f"rate must be positive requests per second, got {rate!r}")
     g = _check_gap(gap_s)
+    f = _check_spread(spread)
     a = cost._arrivals(int(n_requests), float(rate), seed).tolist()
+    # one factor per batch (at most one batch per request), drawn up front from its own stream
+    factor = np.random.default_rng(seed + 3).choice(f, size=int(n_requests)).tolist() if f is not None else None
     n, B, w = len(a), int(max_batch), float(max_wait_s)
     if tokens is None:
         s = cost.service_times(curve, max_batch).tolist()
@@ -121,7 +154,10 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
             if max(full_at, t0) < start:
                 start = max(full_at, t0)
         end = bisect.bisect_right(a, start, i, j + 1)
-        done = start + (s[end - i] if c is None else float(service(prefix[end] - prefix[i])))
+        took = s[end - i] if c is None else float(service(prefix[end] - prefix[i]))
+        if factor is not None:
+            took *= factor[len(ends)]
+        done = start + took
         ends.append(done)
         free = done + g
         sizes.append(end - i)
@@ -132,13 +168,15 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
 
 def simulate(curve, rate: float, max_batch: int, max_wait_s: float = 0.0, overhead_s=None,
              n_requests: int = 20_000, seed: int = 0, timer: str = "idle",
-             warmup_fraction: float = 0.05, tokens=None, service=None, gap_s: float = 0.0) -> dict:
+             warmup_fraction: float = 0.05, tokens=None, service=None, gap_s: float = 0.0,
+             spread=None) -> dict:
     """Latency percentiles a server would show at ``rate``: the batcher simulated, plus
     ``overhead_s`` (measured per-request samples of the path around it, or None).
     ``tokens``/``service``: a token budget of ``max_batch``; ``gap_s``: the replica's work
-    after each batch (see :func:`batch_latencies`)."""
+    after each batch; ``spread``: the measured batches' variability (see :func:`batch_latencies`).
+    The capacity is the mean curve's (the factors average about 1 over the batches they came from)."""
     lat, sizes = batch_latencies(curve, rate, max_batch, max_wait_s, n_requests, seed, timer, tokens, service,
-                                 gap_s)
+                                 gap_s, spread)
     kept = lat[int(warmup_fraction * len(lat)):]
     if overhead_s is not None and len(overhead_s):
         extra = np.asarray(overhead_s, dtype=float)
