@@ -249,15 +249,33 @@ def test_the_measured_spread_of_service_times_widens_the_simulated_tail():
     low = [S.batch_latencies(curve, 0.5, 4, 0.0, n_requests=2000, seed=3, spread=f)[0] for f in ([1.0], [0.6, 1.4])]
     alone = np.isin(np.round(low[1] / low[0], 6), [0.6, 1.4])  # alone in the server, a request takes its factor
     assert alone.mean() > 0.98
-    sim = S.simulate(curve, 120.0, 4, 0.002, n_requests=4000, seed=3, spread=[0.6, 1.4])
-    assert sim["capacity_per_s"] == S.capacity(curve, 4)  # the capacity stays the mean curve's
     f = S.service_spread([(1, 0.012), (2, 0.015), (4, 0.020)], lambda k: curve[k])
     np.testing.assert_allclose(f, [1.2, 1.0, 0.8])
     with pytest.raises(ValueError, match="no batch service times"):
-        S.service_spread([(1, 0.0)], lambda k: curve[k])
+        S.service_spread([(1, 0.0), (2, 0.01)], lambda k: {1: 0.01, 2: float("inf")}[k])
     for bad in ([], [0.0, 1.0], [float("nan")], [[1.0]]):
         with pytest.raises(ValueError, match="spread must be positive"):
             S.batch_latencies(curve, 10.0, 4, spread=bad, n_requests=100)
+
+
+def _answer(batch, size, service_ms, latency_s=0.05, replica="r"):
+    return {"outcome": "ok", "latency_s": latency_s, "sent_at": 1.0, "batch": str(batch), "batch-size": str(size),
+            "service-ms": f"{service_ms:.3f}", "replica-ms": f"{1e3 * latency_s - 5:.3f}", "replica": replica}
+
+
+def test_a_load_record_tells_batches_apart_by_their_number():
+    from bertg4.serve import loadtest as L
+    # three batches: two share their service time and size, one of them answered twice (size 2)
+    res = [_answer(1, 1, 10.0), _answer(2, 2, 15.0), _answer(2, 2, 15.0), _answer(3, 1, 10.0)]
+    run = {"results": res, "rate_per_s": 20.0, "span_s": 1.0, "schedule_s": 1.0}
+    server = {"max_batch_size": 2, "batch_wait_ms": 0.0}
+    rec = L.load_record(run, server, n_sim=500)
+    assert rec["service_spread_batches"] == 3 and rec["service_spread_mean_raw"] == pytest.approx(1.0)
+    assert rec["p99_ms_simulated_spread"] > 0
+    # without batch numbers (an older server) equal service times and sizes look like one batch
+    old = L.load_record({**run, "results": [{k: v for k, v in r.items() if k != "batch"} for r in res]}, server,
+                        n_sim=500)
+    assert old["service_spread_batches"] == 2
 
 
 def test_curve_from_batches():
@@ -600,8 +618,9 @@ def test_loadtest_record(server, sst2_dev, tmp_path, measured):
     assert r["server_gc_frozen_objects"] > 10_000 and isinstance(r["server_gc_long_pauses_ms"], list)
     assert sum(r["server_gc_collections"].values()) > 0  # the replica's collector ran, and is counted
     # beside the mean curve's percentiles, the same simulation with the measured spread of service times
-    distinct = r["service_spread_batches"]
-    assert 0 < distinct <= r["timed"] and r["service_spread_p10_p90"][0] <= 1.0 <= r["service_spread_p10_p90"][1]
+    lo, hi = r["service_spread_p10_p90"]
+    assert r["service_spread_batches"] >= 10 and 0 < lo <= hi < 10  # scaled to average 1
+    assert 0.2 < r["service_spread_mean_raw"] < 5
     assert r["p99_ms_simulated_spread"] > 0 and r["p99_rel_error_spread"] is not None
     from bertg4.serve.command import write_outputs
     paths = write_outputs([{**r, "kind": "loadtest"}, {"kind": "summary", "task": "SST"}], str(tmp_path))

@@ -12,7 +12,8 @@ a batch (:func:`run_batch`, :func:`answer`) and which routes it serves.
 The model call runs on the replica's event loop: while a batch computes, requests queue,
 and the next batch takes every request that arrived meanwhile (up to ``max_batch_size``)
 -- the dynamic batching that :func:`bertg4.cost.simulate` models. Every answer carries
-headers with what happened inside the replica (``x-bertg4-batch-size``: requests in its
+headers with what happened inside the replica (``x-bertg4-batch``: its batch's number in this
+replica, ``x-bertg4-batch-size``: requests in its
 batch, ``x-bertg4-service-ms``: the batch's compute time, ``x-bertg4-replica-ms``: the
 request's time from entering the batch queue to its result, ``x-bertg4-batch-gap-ms``: the
 replica's work between the previous batch and this full one while requests waited,
@@ -241,6 +242,7 @@ def build_deployment():
             self._batched.set_max_batch_size(self.max_batch_tokens or self.max_batch_size)
             self._batched.set_batch_wait_timeout_s(float(spec["batch_wait_ms"]) / 1e3)
             self._last_end = None  # when the last batch ended (run_batch's gap_s)
+            self._batches = 0  # batches run so far: each answer names its batch (x-bertg4-batch)
             self.node = ray.get_runtime_context().get_node_id()
             ctx = serve.get_replica_context()
             self.replica = ctx.replica_id.unique_id
@@ -276,6 +278,9 @@ def build_deployment():
                             full=self.max_batch_tokens is None and batch_cost(items) >= self.max_batch_size)
             if out:
                 self._last_end = out[0][1]["end"]
+                self._batches += 1
+                for _, stats in out:
+                    stats["batch"] = self._batches
             return out
 
         def _known(self, name: str):
@@ -330,7 +335,7 @@ def build_deployment():
             if isinstance(result, Exception):
                 status = 400 if isinstance(result, ValueError) else 500
                 return JSONResponse({"error": f"{type(result).__name__}: {result}"}, status_code=status)
-            headers = {"x-bertg4-batch-size": str(stats["batch_size"]),
+            headers = {"x-bertg4-batch": str(stats.get("batch", 0)), "x-bertg4-batch-size": str(stats["batch_size"]),
                        "x-bertg4-batch-rows": str(stats["batch_rows"]),
                        "x-bertg4-batch-tokens": str(stats["batch_tokens"]),
                        "x-bertg4-request-tokens": str(rows.tokens),

@@ -74,8 +74,8 @@ async def _send(session, url: str, body: bytes, timeout_s: float) -> dict:
     out = {"latency_s": time.perf_counter() - t0, "status": status, "end": time.perf_counter()}
     if status == 200:
         out["outcome"] = "ok"
-        for h in ("batch-size", "batch-tokens", "request-tokens", "service-ms", "replica-ms", "batch-gap-ms", "node",
-                  "replica"):
+        for h in ("batch", "batch-size", "batch-tokens", "request-tokens", "service-ms", "replica-ms", "batch-gap-ms",
+                  "node", "replica"):
             if f"x-bertg4-{h}" in headers:
                 out[h] = headers[f"x-bertg4-{h}"]
         out["body"] = payload
@@ -187,6 +187,14 @@ def _pct(x, q):
     return float(np.percentile(x, q)) if len(x) else None
 
 
+def _batch_key(r: dict) -> tuple:
+    """Which batch of which replica answered ``r``: its number (``x-bertg4-batch``), or, from a
+    server that does not send it, the batch's service time and size (two batches can share them)."""
+    if "batch" in r:
+        return r.get("replica"), int(r["batch"])
+    return r.get("replica"), r["service-ms"], r.get("batch-size")
+
+
 def gc_fields(run: dict, server: dict) -> dict:
     """The garbage collector's long pauses (:data:`bertg4.system.LONG_GC_PAUSE_MS` and more) in a
     run: the load generator's own (``client_gc_*``), and those of the replica whose metadata was
@@ -252,12 +260,11 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
         tok["service"] = lambda t, a=a, b=b: a + b * t
         rec.update(service_ms_intercept=1e3 * a, service_ms_per_token=1e3 * b,
                    request_tokens_mean=float(np.mean(tok["tokens"])))
-    # one gap per batch (its answers share the replica and service time), not per answer
-    gaps = list({(r.get("replica"), r["service-ms"]): float(r["batch-gap-ms"]) / 1e3
-                 for r in with_headers if "batch-gap-ms" in r}.values())
+    # one gap per batch (its answers share the replica and the batch's number), not per answer
+    gaps = list({_batch_key(r): float(r["batch-gap-ms"]) / 1e3 for r in with_headers if "batch-gap-ms" in r}.values())
     gap = float(np.median(gaps)) if len(gaps) >= MIN_GAP_SAMPLES else 0.0
     # the distinct batches, each once: their service times over the curve's (or the token line's)
-    distinct = {(r.get("replica"), r["service-ms"]): r for r in with_headers}.values()
+    distinct = {_batch_key(r): r for r in with_headers}.values()
     try:
         if budget:
             spread = S.service_spread([(int(r["batch-tokens"]), float(r["service-ms"]) / 1e3) for r in distinct],
@@ -267,6 +274,10 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
                                       lambda k: curve[k])
     except ValueError:  # nothing the curve predicts a positive time for: no spread to draw from
         spread = None
+    spread_mean = None
+    if spread is not None:  # the mean curve's (or line's) capacity holds for factors that average 1
+        spread_mean = float(np.mean(spread))
+        spread = spread / spread_mean
     sims = {}
     for name, f in (("mean", None), ("spread", spread)):  # the mean curve, and with the measured variability
         if name == "spread" and f is None:
@@ -292,6 +303,7 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
         "mean_batch_size_simulated": sim["mean_batch_size"],
         # beside it, the same simulation with each batch's service time drawn from the measured spread
         "service_spread_batches": 0 if spread is None else len(spread),
+        "service_spread_mean_raw": spread_mean,  # before the factors were scaled to average 1
         "service_spread_p10_p90": None if spread is None else [float(np.percentile(spread, 10)),
                                                               float(np.percentile(spread, 90))],
         "p50_ms_simulated_spread": _ms(sims["spread"]["latency_s_p50"]) if spread is not None else None,

@@ -22,7 +22,8 @@ Three refinements over the offline model (:func:`bertg4.cost.simulate` with a be
   batcher latencies.
 - **How much a batch's service time varies** (``spread``): the measured batches' service
   times over what the curve (or the token line) gives for their size, one factor per batch.
-  Each simulated batch takes its size's time times a factor drawn from these, so the
+  One pool of factors serves every batch size (the load records scale it to average 1, so that
+  the curve's capacity still holds). Each simulated batch takes its size's time times a factor drawn from these, so the
   simulated queue sees the measured variability as well as the mean (a queue's tail grows with
   the spread of its service times, not only with their mean). Without ``spread`` every batch
   of a size takes the same time; the load records' headline percentiles are those, and the
@@ -77,7 +78,7 @@ def service_spread(batches, predicted) -> np.ndarray:
     ``batches`` are distinct batches (one sample each, whatever their requests), as
     ``(batch, seconds)``. The factors :func:`batch_latencies` draws from (``spread``)."""
     out = [float(t) / float(predicted(b)) for b, t in batches
-           if t > 0 and math.isfinite(t) and predicted(b) > 0]
+           if t > 0 and math.isfinite(t) and 0 < predicted(b) < math.inf]
     if not out:
         raise ValueError("no batch service times to measure their spread with")
     return np.asarray(out)
@@ -174,7 +175,7 @@ def simulate(curve, rate: float, max_batch: int, max_wait_s: float = 0.0, overhe
     ``overhead_s`` (measured per-request samples of the path around it, or None).
     ``tokens``/``service``: a token budget of ``max_batch``; ``gap_s``: the replica's work
     after each batch; ``spread``: the measured batches' variability (see :func:`batch_latencies`).
-    The capacity is the mean curve's (the factors average about 1 over the batches they came from)."""
+    The capacity is the mean curve's: pass factors that average 1 (the load records scale them so)."""
     lat, sizes = batch_latencies(curve, rate, max_batch, max_wait_s, n_requests, seed, timer, tokens, service,
                                  gap_s, spread)
     kept = lat[int(warmup_fraction * len(lat)):]
