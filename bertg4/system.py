@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import os
 import platform
 import shutil
@@ -172,13 +173,11 @@ class GcPauses:
                        bump(longest, max(longest[gen], ms)), long)
 
     def install(self) -> "GcPauses":
-        import gc
         if self not in gc.callbacks:
             gc.callbacks.append(self)
         return self
 
     def remove(self) -> None:
-        import gc
         if self in gc.callbacks:
             gc.callbacks.remove(self)
 
@@ -202,7 +201,6 @@ def freeze_heap() -> int:
     Ray and the web framework. Returns how many objects are frozen. Objects frozen here that
     become garbage later are only reclaimed by reference counting (``gc.unfreeze`` hands them
     back)."""
-    import gc
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()

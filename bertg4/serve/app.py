@@ -255,13 +255,13 @@ def build_deployment():
             # view: a full collection stops the event loop, and every request waiting on it; in a
             # process holding the same, one took about 185 ms on a 2-core CPU
             # (results/2026-12-01_cpu_serving_gc/gc_pause.txt)
-            self.gc_frozen = freeze_heap() if spec.get("freeze_gc", True) else gc.get_freeze_count()
+            self.gc_frozen = freeze_heap() if spec["freeze_gc"] else gc.get_freeze_count()
             self.gc_pauses = GcPauses().install()
             self.meta["parameters"].update({
                 "engine": self.predictor.engine, "device_name": self.predictor.device_name(),
                 "padding": padding, "allocator": allocator(),
                 "max_batch_size": int(spec["max_batch_size"]), "batch_wait_ms": float(spec["batch_wait_ms"]),
-                "max_batch_tokens": self.max_batch_tokens, "freeze_gc": bool(spec.get("freeze_gc", True)),
+                "max_batch_tokens": self.max_batch_tokens, "freeze_gc": bool(spec["freeze_gc"]),
                 "max_texts": self.limits.max_texts, "max_chars": self.limits.max_chars,
                 "max_body_bytes": self.limits.max_body_bytes,
                 "spec": {k: spec[k] for k in ("model", "task", "engine", "recipe", "dtype", "device", "seq_length",

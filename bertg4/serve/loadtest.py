@@ -278,16 +278,15 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
     if spread is not None:  # the mean curve's (or line's) capacity holds for factors that average 1
         spread_mean = float(np.mean(spread))
         spread = spread / spread_mean
-    sims = {}
-    for name, f in (("mean", None), ("spread", spread)):  # the mean curve, and with the measured variability
-        if name == "spread" and f is None:
-            continue
-        sim = S.simulate(curve, run["rate_per_s"], int(budget or B), wait_s, overhead, n_requests=n_sim, seed=seed,
-                         timer=timer, gap_s=gap, spread=f, **tok)
-        if not sim["stable"]:  # at or past capacity the queue grows without bound: no percentiles to predict
-            sim.update(latency_s_p50=math.nan, latency_s_p90=math.nan, latency_s_p99=math.nan)
-        sims[name] = sim
-    sim = sims["mean"]
+
+    def simulated(factors):
+        out = S.simulate(curve, run["rate_per_s"], int(budget or B), wait_s, overhead, n_requests=n_sim, seed=seed,
+                         timer=timer, gap_s=gap, spread=factors, **tok)
+        if not out["stable"]:  # at or past capacity the queue grows without bound: no percentiles to predict
+            out.update(latency_s_p50=math.nan, latency_s_p90=math.nan, latency_s_p99=math.nan)
+        return out
+    sim = simulated(None)  # the mean curve: the headline
+    with_spread = simulated(spread) if spread is not None else None  # with the measured variability
     rec.update({
         "mean_batch_size": float(np.mean([k for k, _ in batches])),
         "service_ms_curve": {str(k): 1e3 * v for k, v in curve.items()},
@@ -306,8 +305,8 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
         "service_spread_mean_raw": spread_mean,  # before the factors were scaled to average 1
         "service_spread_p10_p90": None if spread is None else [float(np.percentile(spread, 10)),
                                                               float(np.percentile(spread, 90))],
-        "p50_ms_simulated_spread": _ms(sims["spread"]["latency_s_p50"]) if spread is not None else None,
-        "p99_ms_simulated_spread": _ms(sims["spread"]["latency_s_p99"]) if spread is not None else None,
+        "p50_ms_simulated_spread": _ms(with_spread["latency_s_p50"]) if with_spread else None,
+        "p99_ms_simulated_spread": _ms(with_spread["latency_s_p99"]) if with_spread else None,
     })
     for q in ("p50", "p99"):
         m = rec[f"latency_ms_{q}"]
@@ -476,12 +475,13 @@ def find_max(url: str, name: str, p99_target_ms: float, texts, n_requests: int =
 def format_line(r: dict) -> str:
     def f(x, spec=".1f"):
         return "—" if x is None else format(x, spec)
+    gc_cell = _gc_cell(r)
     return (f"rate {r['rate_per_s']:.2f}/s: sent {r['sent']} ok {r['ok']} rejected {r['rejected']} "
             f"failed {r['failed']} lost {r['lost']}; achieved {r['achieved_per_s']:.2f}/s; "
             f"p50 {f(r['latency_ms_p50'])} p90 {f(r['latency_ms_p90'])} p99 {f(r['latency_ms_p99'])} "
             f"max {f(r['latency_ms_max'])} ms; simulated p50 {f(r.get('p50_ms_simulated'))} "
             f"p99 {f(r.get('p99_ms_simulated'))} ms; mean batch {f(r.get('mean_batch_size'), '.2f')}"
-            + (f"; GC pauses >= 5 ms: {_gc_cell(r)} (server/client)" if _gc_cell(r) != "—" else ""))
+            + (f"; GC pauses >= 5 ms: {gc_cell} (server/client)" if gc_cell != "—" else ""))
 
 
 def _gc_cell(r: dict) -> str:
