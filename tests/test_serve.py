@@ -635,7 +635,7 @@ def test_loadtest_command_prices_the_best_level_of_the_run(server, tmp_path):
     target = 5000.0  # every level meets it: the summary must take the fastest of them all
     assert main(["loadtest", "--url", server.url, "--rates", "3", "--find-max", "--p99-ms", str(target),
                  "--requests", "6", "--duration", "4", "--warmup", "0.5", "--price-per-hour", "0.5",
-                 "--output", str(out)]) == 0
+                 "--offline", "--output", str(out)]) == 0
     recs = [json.loads(line) for line in open(out / "records.jsonl")]
     (summary,) = [r for r in recs if r["kind"] == "summary"]
     levels = [r for r in recs if r["kind"] in ("loadtest", "find_max")]
@@ -646,6 +646,37 @@ def test_loadtest_command_prices_the_best_level_of_the_run(server, tmp_path):
                key=lambda r: r["achieved_per_s"])
     assert summary["max_rate_per_s"] == best["achieved_per_s"] and summary["max_rate_kind"] == best["kind"]
     assert summary["dollars_per_million"] == pytest.approx(0.5 / (best["achieved_per_s"] * 3600) * 1e6)
+    # --offline: the offline curve per batch size, and the ideal queue at the same target from it
+    from bertg4.serve.command import queueing_bound
+    curve = summary["offline_service_ms_curve"]
+    assert sorted(curve, key=int) == ["1", "2", "3", "4"] and all(v > 0 for v in curve.values())
+    assert summary["queueing_bound_overhead_ms"] == max(0.0, summary["serving_overhead_ms_batch1"])
+    bound = queueing_bound(curve, target, 4, 5.0, summary["queueing_bound_overhead_ms"])
+    assert summary["queueing_bound_per_s"] == bound > 0
+    assert summary["offline_curve_capacity_per_s"] == pytest.approx(4 / (curve["4"] / 1e3))
+    assert bound <= 0.98 * summary["offline_curve_capacity_per_s"] * (1 + 1e-9)
+    assert summary["queueing_bound_vs_offline"] == bound / summary["offline_per_s_max_batch"]
+    assert summary["served_vs_queueing_bound"] == summary["max_rate_per_s"] / bound
+
+
+def test_queueing_bound_is_the_queue_of_the_offline_curve():
+    """The ideal server's rate at a p99 target: nearly the offline throughput when a batch costs
+    what one request does (a GPU's flat curve), far below it when the cost grows with the batch
+    (a CPU's); the serving overhead adds latency, not server time; no rate meets a target below
+    one request's time."""
+    from bertg4.serve import simulate as S
+    from bertg4.serve.command import queueing_bound
+    flat = {str(b): 10.0 for b in range(1, 5)}
+    linear = {str(b): 10.0 * b for b in range(1, 5)}
+    offline = 4 / 0.040  # the linear curve's full batch: 100/s
+    assert queueing_bound(flat, 50.0, 4, 0.0, 0.0) > 0.8 * 400
+    lin = queueing_bound(linear, 50.0, 4, 0.0, 0.0)
+    assert 0 < lin < 0.5 * offline and lin <= 0.98 * S.capacity({b: 0.01 * b for b in range(1, 5)}, 4)
+    # 8 ms more per request, and a target 5 x (10 + 8) ms: a looser target, the same server time
+    assert lin < queueing_bound(linear, 90.0, 4, 0.0, 8.0) < 0.98 * offline
+    assert queueing_bound(linear, 5.0, 4, 0.0, 0.0) == 0.0
+    with pytest.raises(ValueError, match="serving overhead"):
+        queueing_bound(linear, 50.0, 4, 0.0, float("nan"))
 
 
 @pytest.mark.parametrize("task, rows", [

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -224,14 +225,18 @@ def _serve(args) -> int:
 
 # --- loadtest ------------------------------------------------------------------------------
 
-def offline_timings(info: dict, texts: list[str], max_batch: int, iters: int = 20) -> dict:
+def offline_timings(info: dict, texts: list[str], max_batch: int, iters: int = 20,
+                    curve_seconds: float = 3.0) -> dict:
     """The served model loaded here, with a replica's threads: direct ``predict`` of one text
     (the serving overhead is the single-request latency minus this), the offline throughput of
-    ``infer`` at ``max_batch`` over the same texts with the server's padding, and fixed-shape
-    timed batches of ``max_batch`` (``bench.measure``)."""
+    ``infer`` at ``max_batch`` over the same texts with the server's padding, fixed-shape
+    timed batches of ``max_batch`` (``bench.measure``), and the offline service curve: for
+    each batch size 1..``max_batch``, the mean time of the call a replica makes for one batch
+    (:func:`bertg4.serve.app.answer`: featurize, run, post-process) on consecutive texts, at
+    most ``iters`` calls or ``curve_seconds`` per size (at least 3)."""
     import numpy as np
     from ..bench import measure
-    from .app import DEFAULTS, load_predictor
+    from .app import DEFAULTS, answer, load_predictor
     spec = {**DEFAULTS, **info["spec"]}
     if spec.get("threads"):  # as many threads as one replica has
         import torch
@@ -251,9 +256,36 @@ def offline_timings(info: dict, texts: list[str], max_batch: int, iters: int = 2
         pred.infer(batch, batch_size=max_batch, **kw)  # the server's padding, SST-2 lengths
     bulk = 2 * len(batch) / (time.perf_counter() - t0)
     fixed = measure(pred, batch, max_batch, warmup=2, iters=iters)
+    curve = {}
+    rows = [texts[k % len(texts)] for k in range(len(texts))]
+    for b in range(1, max_batch + 1):
+        spent, k = [], 0
+        while len(spent) < 3 or (len(spent) < iters and sum(spent) < curve_seconds):
+            part = [rows[(k + j) % len(rows)] for j in range(b)]
+            k += b
+            t0 = time.perf_counter()
+            answer(pred, part, padding)
+            spent.append(time.perf_counter() - t0)
+        curve[str(b)] = 1e3 * float(np.mean(spent))
     return {"direct_predict_ms_p50": 1e3 * float(np.median(t)), "offline_per_s_max_batch": bulk,
             "offline_fixed_ms_max_batch": fixed["latency_ms_p50"], "offline_fixed_per_s_max_batch":
-            fixed["sequences_per_s"], "offline_threads": spec.get("threads")}
+            fixed["sequences_per_s"], "offline_threads": spec.get("threads"), "offline_service_ms_curve": curve}
+
+
+def queueing_bound(curve_ms: dict, p99_target_ms: float, max_batch: int, batch_wait_ms: float,
+                   overhead_ms: float, timer: str = "idle", seed: int = 0) -> float:
+    """Requests/s an ideal server of this model and batching would sustain at the p99 target:
+    the simulated dynamic-batching queue (:func:`bertg4.serve.simulate.max_rate`) with the offline
+    service curve (``curve_ms``: mean ms per batch size), each request's latency raised by the
+    serving path's ``overhead_ms`` (which costs the server no time), and no work between batches.
+    What it leaves below the offline throughput is the queue's own: Poisson arrivals and batches
+    whose time grows with their size, whatever the server. 0 when no rate meets the target."""
+    from . import simulate as S
+    if not (overhead_ms >= 0 and math.isfinite(overhead_ms)):
+        raise ValueError(f"serving overhead must be ms >= 0, got {overhead_ms!r}")
+    curve = {int(b): float(ms) / 1e3 for b, ms in curve_ms.items()}
+    return S.max_rate(curve, p99_target_ms / 1e3, int(max_batch), batch_wait_ms / 1e3,
+                      [overhead_ms / 1e3] if overhead_ms else None, seed=seed, timer=timer)
 
 
 def _loadtest(args) -> int:
@@ -319,6 +351,8 @@ def _loadtest(args) -> int:
         print(f"highest rate meeting p99 <= {target:.1f} ms: {summary['max_rate_per_s']:.2f}/s"
               + (f", ${summary['dollars_per_million']:.3f} per 1M requests at ${args.price_per_hour}/hour"
                  if summary.get("dollars_per_million") else ""))
+        if "offline_service_ms_curve" in summary:
+            _bound(summary, info, target, args.timer)
     if not records:
         raise ValueError("give --rates, --capacity-fractions or --find-max")
     rows = [{**r, **extra} for r in records] + [{**summary, **extra}]
@@ -326,6 +360,30 @@ def _loadtest(args) -> int:
     print(L.format_table([r for r in rows if r["kind"] != "summary"]))
     print("written: " + ", ".join(paths))
     return 0
+
+
+def _bound(summary: dict, info: dict, target_ms: float, timer: str) -> None:
+    """The summary's queueing bound at the p99 target (:func:`queueing_bound`), beside what the
+    server achieved; not computed with a token budget (the offline curve counts texts)."""
+    if info.get("max_batch_tokens"):
+        summary["queueing_bound_per_s"] = None
+        print("queueing bound: not computed (the server batches by a token budget; the offline curve counts texts)")
+        return
+    overhead = max(0.0, summary["serving_overhead_ms_batch1"])
+    bound = queueing_bound(summary["offline_service_ms_curve"], target_ms, int(info["max_batch_size"]),
+                           float(info["batch_wait_ms"]), overhead, timer)
+    from . import simulate as S
+    full = S.capacity({int(b): ms / 1e3 for b, ms in summary["offline_service_ms_curve"].items()},
+                      int(info["max_batch_size"]))  # full batches back to back, of the curve
+    summary.update(queueing_bound_per_s=bound, queueing_bound_overhead_ms=overhead,
+                   offline_curve_capacity_per_s=full,
+                   queueing_bound_vs_offline=bound / summary["offline_per_s_max_batch"],
+                   served_vs_queueing_bound=summary["max_rate_per_s"] / bound if bound > 0 else None)
+    print(f"queueing bound at p99 <= {target_ms:.1f} ms: {bound:.2f}/s "
+          f"({summary['queueing_bound_vs_offline']:.0%} of the offline throughput; an ideal server: the offline "
+          f"curve, whose full batches give {full:.1f}/s, {overhead:.1f} ms of serving path per request, no work "
+          f"between batches); this server: "
+          + (f"{summary['served_vs_queueing_bound']:.0%} of it" if bound > 0 else "—"))
 
 
 def write_outputs(rows: list[dict], out_dir: str) -> list[str]:
