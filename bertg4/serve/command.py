@@ -127,7 +127,9 @@ def add_parser(sub):
                    "single-request latency")
     t.add_argument("--price-per-hour", type=_positive_float, help="$ per hour of the server, to price --find-max")
     t.add_argument("--offline", action="store_true", help="also load the served model in this process and "
-                   "time direct calls: the serving overhead at batch 1 and the offline throughput")
+                   "time direct calls: the serving overhead at batch 1, the offline throughput and the offline "
+                   "time per batch size (up to about 3 s each); with --find-max, the queueing bound: the rate "
+                   "an ideal server of those times sustains at the p99 target")
     t.add_argument("--output", default="loadtest_out", help="folder for records.jsonl, table.md, loadtest.png")
     return s, t
 
@@ -257,11 +259,10 @@ def offline_timings(info: dict, texts: list[str], max_batch: int, iters: int = 2
     bulk = 2 * len(batch) / (time.perf_counter() - t0)
     fixed = measure(pred, batch, max_batch, warmup=2, iters=iters)
     curve = {}
-    rows = [texts[k % len(texts)] for k in range(len(texts))]
     for b in range(1, max_batch + 1):
         spent, k = [], 0
         while len(spent) < 3 or (len(spent) < iters and sum(spent) < curve_seconds):
-            part = [rows[(k + j) % len(rows)] for j in range(b)]
+            part = [texts[(k + j) % len(texts)] for j in range(b)]
             k += b
             t0 = time.perf_counter()
             answer(pred, part, padding)
@@ -275,11 +276,12 @@ def offline_timings(info: dict, texts: list[str], max_batch: int, iters: int = 2
 def queueing_bound(curve_ms: dict, p99_target_ms: float, max_batch: int, batch_wait_ms: float,
                    overhead_ms: float, timer: str = "idle", seed: int = 0) -> float:
     """Requests/s an ideal server of this model and batching would sustain at the p99 target:
-    the simulated dynamic-batching queue (:func:`bertg4.serve.simulate.max_rate`) with the offline
-    service curve (``curve_ms``: mean ms per batch size), each request's latency raised by the
-    serving path's ``overhead_ms`` (which costs the server no time), and no work between batches.
-    What it leaves below the offline throughput is the queue's own: Poisson arrivals and batches
-    whose time grows with their size, whatever the server. 0 when no rate meets the target."""
+    the simulated dynamic-batching queue (:func:`bertg4.serve.simulate.max_rate`, one seeded
+    simulation) with the offline service curve (``curve_ms``: mean ms per batch size), the
+    batcher's wait, each request's latency raised by ``overhead_ms`` (the path outside the
+    replica: HTTP, routing, serialisation; it costs the server no time), and no work between
+    batches. What it leaves below the curve's own capacity comes from the queue: Poisson
+    arrivals and batches whose time grows with their size. 0 when no rate meets the target."""
     from . import simulate as S
     if not (overhead_ms >= 0 and math.isfinite(overhead_ms)):
         raise ValueError(f"serving overhead must be ms >= 0, got {overhead_ms!r}")
@@ -352,7 +354,7 @@ def _loadtest(args) -> int:
               + (f", ${summary['dollars_per_million']:.3f} per 1M requests at ${args.price_per_hour}/hour"
                  if summary.get("dollars_per_million") else ""))
         if "offline_service_ms_curve" in summary:
-            _bound(summary, info, target, args.timer)
+            _bound(summary, info, target, args.timer, records, args.texts_per_request)
     if not records:
         raise ValueError("give --rates, --capacity-fractions or --find-max")
     rows = [{**r, **extra} for r in records] + [{**summary, **extra}]
@@ -362,27 +364,38 @@ def _loadtest(args) -> int:
     return 0
 
 
-def _bound(summary: dict, info: dict, target_ms: float, timer: str) -> None:
+def _bound(summary: dict, info: dict, target_ms: float, timer: str, records: list[dict],
+           texts_per_request: int = 1) -> None:
     """The summary's queueing bound at the p99 target (:func:`queueing_bound`), beside what the
-    server achieved; not computed with a token budget (the offline curve counts texts)."""
-    if info.get("max_batch_tokens"):
-        summary["queueing_bound_per_s"] = None
-        print("queueing bound: not computed (the server batches by a token budget; the offline curve counts texts)")
-        return
-    overhead = max(0.0, summary["serving_overhead_ms_batch1"])
-    bound = queueing_bound(summary["offline_service_ms_curve"], target_ms, int(info["max_batch_size"]),
-                           float(info["batch_wait_ms"]), overhead, timer)
+    server achieved. Its overhead is the path outside the replica (``overhead_ms_p50``) at the
+    run's lowest measured rate, where the queue adds least; not the single-request latency over a
+    direct ``predict``, which also holds the batcher's wait (simulated already) and the
+    replica's own time. Not computed with a token budget or several texts per request (the
+    offline curve counts texts, the simulated queue requests)."""
     from . import simulate as S
-    full = S.capacity({int(b): ms / 1e3 for b, ms in summary["offline_service_ms_curve"].items()},
-                      int(info["max_batch_size"]))  # full batches back to back, of the curve
+    why = ("the server batches by a token budget" if info.get("max_batch_tokens") else
+           f"{texts_per_request} texts per request" if texts_per_request != 1 else None)
+    levels = [r for r in records if r.get("overhead_ms_p50") is not None and r.get("kind") != "capacity"]
+    if why is None and not levels:
+        why = "no load level measured the path outside the replica"
+    if why is not None:
+        summary["queueing_bound_per_s"] = None
+        print(f"queueing bound: not computed ({why})")
+        return
+    low = min(levels, key=lambda r: r["rate_per_s"])
+    overhead = max(0.0, float(low["overhead_ms_p50"]))
+    curve, B = summary["offline_service_ms_curve"], int(info["max_batch_size"])
+    bound = queueing_bound(curve, target_ms, B, float(info["batch_wait_ms"]), overhead, timer)
+    full = S.capacity({int(b): ms / 1e3 for b, ms in curve.items()}, B)  # full batches back to back
     summary.update(queueing_bound_per_s=bound, queueing_bound_overhead_ms=overhead,
-                   offline_curve_capacity_per_s=full,
+                   queueing_bound_overhead_rate_per_s=low["rate_per_s"], queueing_bound_timer=timer,
+                   offline_curve_capacity_per_s=full, queueing_bound_vs_curve_capacity=bound / full,
                    queueing_bound_vs_offline=bound / summary["offline_per_s_max_batch"],
                    served_vs_queueing_bound=summary["max_rate_per_s"] / bound if bound > 0 else None)
-    print(f"queueing bound at p99 <= {target_ms:.1f} ms: {bound:.2f}/s "
-          f"({summary['queueing_bound_vs_offline']:.0%} of the offline throughput; an ideal server: the offline "
-          f"curve, whose full batches give {full:.1f}/s, {overhead:.1f} ms of serving path per request, no work "
-          f"between batches); this server: "
+    print(f"queueing bound at p99 <= {target_ms:.1f} ms: {bound:.2f}/s, {bound / full:.0%} of the offline "
+          f"curve's full batches ({full:.1f}/s) and {summary['queueing_bound_vs_offline']:.0%} of the offline "
+          f"throughput (an ideal server: the offline curve, {overhead:.1f} ms outside the replica per request "
+          f"as measured at {low['rate_per_s']:.1f}/s, no work between batches); this server: "
           + (f"{summary['served_vs_queueing_bound']:.0%} of it" if bound > 0 else "—"))
 
 
