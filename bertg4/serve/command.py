@@ -234,8 +234,9 @@ def offline_timings(info: dict, texts: list[str], max_batch: int, iters: int = 2
     ``infer`` at ``max_batch`` over the same texts with the server's padding, fixed-shape
     timed batches of ``max_batch`` (``bench.measure``), and the offline service curve: for
     each batch size 1..``max_batch``, the mean time of the call a replica makes for one batch
-    (:func:`bertg4.serve.app.answer`: featurize, run, post-process) on consecutive texts, at
-    most ``iters`` calls or ``curve_seconds`` per size (at least 3)."""
+    (:func:`bertg4.serve.app.answer`: featurize, run, post-process), at most ``iters`` calls or
+    ``curve_seconds`` per size (at least 3), each on consecutive texts from a point further on
+    in ``texts``, so that every size sees lengths from the whole set, not only its first rows."""
     import numpy as np
     from ..bench import measure
     from .app import DEFAULTS, answer, load_predictor
@@ -260,10 +261,10 @@ def offline_timings(info: dict, texts: list[str], max_batch: int, iters: int = 2
     fixed = measure(pred, batch, max_batch, warmup=2, iters=iters)
     curve = {}
     for b in range(1, max_batch + 1):
-        spent, k = [], 0
+        spent, step = [], max(b, len(texts) // max(iters, 3))
         while len(spent) < 3 or (len(spent) < iters and sum(spent) < curve_seconds):
-            part = [texts[(k + j) % len(texts)] for j in range(b)]
-            k += b
+            start = len(spent) * step
+            part = [texts[(start + j) % len(texts)] for j in range(b)]
             t0 = time.perf_counter()
             answer(pred, part, padding)
             spent.append(time.perf_counter() - t0)
