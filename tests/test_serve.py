@@ -677,12 +677,51 @@ def test_queueing_bound_is_the_queue_of_the_offline_curve():
     assert 0 < lin < 0.5 * offline
     # the overhead is latency only: 8 ms more per request and an 8 ms looser target change nothing
     assert queueing_bound(linear, 58.0, 4, 0.0, 8.0) == pytest.approx(lin, rel=0.02)
+    assert queueing_bound(linear, 58.0, 4, 0.0, 0.0) > 1.05 * lin  # so the 8 ms above was not ignored
     # the batcher's wait is in ms: 5 ms more of it per batch costs rate at a binding target
     assert queueing_bound(linear, 50.0, 4, 5.0, 0.0) < 0.9 * lin
     assert S.max_rate({b: 0.01 * b for b in range(1, 5)}, 0.050, 4, 0.005) == queueing_bound(linear, 50.0, 4, 5.0, 0.0)
     assert queueing_bound(linear, 5.0, 4, 0.0, 0.0) == 0.0
     with pytest.raises(ValueError, match="serving overhead"):
         queueing_bound(linear, 50.0, 4, 0.0, float("nan"))
+
+
+def test_bound_takes_the_path_outside_the_replica_at_the_lowest_rate(capsys):
+    """The summary's bound: the overhead of the lowest-rate load level (not the capacity run's,
+    not the single-request latency over a direct predict) at a binding target; and a reason,
+    no bound, with a token budget, several texts per request or no load level."""
+    from bertg4.serve.command import _bound, queueing_bound
+    curve = {str(b): 10.0 * b for b in range(1, 5)}
+    info = {"max_batch_size": 4, "batch_wait_ms": 5.0}
+    records = [{"kind": "capacity", "rate_per_s": 1.0, "overhead_ms_p50": 50.0},
+               {"kind": "loadtest", "rate_per_s": 30.0, "overhead_ms_p50": 9.0},
+               {"kind": "find_max", "rate_per_s": 10.0, "overhead_ms_p50": 3.0}]
+
+    def summary():
+        return {"offline_service_ms_curve": dict(curve), "offline_per_s_max_batch": 100.0,
+                "max_rate_per_s": 20.0, "serving_overhead_ms_batch1": 30.0}
+    s = summary()
+    _bound(s, info, 60.0, "idle", records)
+    assert s["queueing_bound_overhead_ms"] == 3.0 and s["queueing_bound_overhead_rate_per_s"] == 10.0
+    assert s["queueing_bound_per_s"] == queueing_bound(curve, 60.0, 4, 5.0, 3.0)
+    assert s["queueing_bound_per_s"] != queueing_bound(curve, 60.0, 4, 5.0, 30.0)
+    assert 0 < s["queueing_bound_vs_curve_capacity"] < 0.9  # a binding target
+    assert s["served_vs_queueing_bound"] == 20.0 / s["queueing_bound_per_s"]
+    for kw, levels, why in ((dict(), [], "no load level"), (dict(texts_per_request=2), records, "2 texts per request"),
+                            (dict(), records, "token budget")):
+        s = summary()
+        _bound(s, {**info, "max_batch_tokens": 256} if why == "token budget" else info, 60.0, "idle", levels, **kw)
+        assert s["queueing_bound_per_s"] is None and "queueing_bound_vs_offline" not in s
+        assert why in capsys.readouterr().out
+
+
+def test_curve_rows_spread_over_the_whole_set():
+    from bertg4.serve.command import curve_rows
+    texts = [f"t{i}" for i in range(872)]
+    starts = [int(curve_rows(texts, 4, k)[0][1:]) for k in range(3)]
+    assert curve_rows(texts, 4, 0) == ["t0", "t1", "t2", "t3"]
+    assert max(starts) > 872 / 2 and len({s // 200 for s in starts}) == 3  # three calls, three parts of the set
+    assert curve_rows(texts[:3], 5, 0) == ["t0", "t1", "t2", "t0", "t1"]  # wraps around
 
 
 @pytest.mark.parametrize("task, rows", [

@@ -235,8 +235,8 @@ def offline_timings(info: dict, texts: list[str], max_batch: int, iters: int = 2
     timed batches of ``max_batch`` (``bench.measure``), and the offline service curve: for
     each batch size 1..``max_batch``, the mean time of the call a replica makes for one batch
     (:func:`bertg4.serve.app.answer`: featurize, run, post-process), at most ``iters`` calls or
-    ``curve_seconds`` per size (at least 3), each on consecutive texts from a point further on
-    in ``texts``, so that every size sees lengths from the whole set, not only its first rows."""
+    ``curve_seconds`` per size (at least 3), each on the consecutive texts :func:`curve_rows`
+    picks, so that every size sees lengths from the whole set, however few its calls."""
     import numpy as np
     from ..bench import measure
     from .app import DEFAULTS, answer, load_predictor
@@ -261,10 +261,9 @@ def offline_timings(info: dict, texts: list[str], max_batch: int, iters: int = 2
     fixed = measure(pred, batch, max_batch, warmup=2, iters=iters)
     curve = {}
     for b in range(1, max_batch + 1):
-        spent, step = [], max(b, len(texts) // max(iters, 3))
+        spent = []
         while len(spent) < 3 or (len(spent) < iters and sum(spent) < curve_seconds):
-            start = len(spent) * step
-            part = [texts[(start + j) % len(texts)] for j in range(b)]
+            part = curve_rows(texts, b, len(spent))
             t0 = time.perf_counter()
             answer(pred, part, padding)
             spent.append(time.perf_counter() - t0)
@@ -274,6 +273,14 @@ def offline_timings(info: dict, texts: list[str], max_batch: int, iters: int = 2
             fixed["sequences_per_s"], "offline_threads": spec.get("threads"), "offline_service_ms_curve": curve}
 
 
+def curve_rows(texts: list, size: int, call: int) -> list:
+    """The ``size`` consecutive texts (wrapping around) of the offline curve's ``call``-th batch:
+    they start at the golden-ratio sequence's ``call``-th point of the set, so that any number
+    of calls spreads its starts over the whole set."""
+    start = int(((call * 0.6180339887498949) % 1.0) * len(texts))
+    return [texts[(start + j) % len(texts)] for j in range(size)]
+
+
 def queueing_bound(curve_ms: dict, p99_target_ms: float, max_batch: int, batch_wait_ms: float,
                    overhead_ms: float, timer: str = "idle", seed: int = 0) -> float:
     """Requests/s an ideal server of this model and batching would sustain at the p99 target:
@@ -281,8 +288,9 @@ def queueing_bound(curve_ms: dict, p99_target_ms: float, max_batch: int, batch_w
     simulation) with the offline service curve (``curve_ms``: mean ms per batch size), the
     batcher's wait, each request's latency raised by ``overhead_ms`` (the path outside the
     replica: HTTP, routing, serialisation; it costs the server no time), and no work between
-    batches. What it leaves below the curve's own capacity comes from the queue: Poisson
-    arrivals and batches whose time grows with their size. 0 when no rate meets the target."""
+    batches. What it leaves below the curve's own capacity comes from the queue (Poisson
+    arrivals and batches whose time grows with their size), within the search's limits: at
+    most 98 % of that capacity, 1 % apart. 0 when no rate meets the target."""
     from . import simulate as S
     if not (overhead_ms >= 0 and math.isfinite(overhead_ms)):
         raise ValueError(f"serving overhead must be ms >= 0, got {overhead_ms!r}")

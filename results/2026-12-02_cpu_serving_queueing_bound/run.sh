@@ -4,7 +4,7 @@
 # random weights (bert_base); each summary now carries the offline service curve per batch size
 # and the queueing bound at the p99 target (an ideal server of that curve). Run from the
 # repository root on a quiet machine:
-#   bash results/2026-12-02_cpu_serving_queueing_bound/run.sh [OUT]      # about 13 minutes
+#   bash results/2026-12-02_cpu_serving_queueing_bound/run.sh [OUT]      # about 11 minutes
 set -u
 OUT=${1:-results/2026-12-02_cpu_serving_queueing_bound}
 . "$(dirname "$0")/../../scripts/serve_ready.sh"
