@@ -294,8 +294,7 @@ def queueing_bound(curve_ms: dict, p99_target_ms: float, max_batch: int, batch_w
     from . import simulate as S
     if not (overhead_ms >= 0 and math.isfinite(overhead_ms)):
         raise ValueError(f"serving overhead must be ms >= 0, got {overhead_ms!r}")
-    curve = {int(b): float(ms) / 1e3 for b, ms in curve_ms.items()}
-    return S.max_rate(curve, p99_target_ms / 1e3, int(max_batch), batch_wait_ms / 1e3,
+    return S.max_rate(S.curve_from_ms(curve_ms), p99_target_ms / 1e3, int(max_batch), batch_wait_ms / 1e3,
                       [overhead_ms / 1e3] if overhead_ms else None, seed=seed, timer=timer)
 
 
@@ -373,6 +372,17 @@ def _loadtest(args) -> int:
     return 0
 
 
+def path_overhead(records: list[dict]) -> tuple[float, float] | None:
+    """``(ms, rate)``: the path outside the replica (``overhead_ms_p50``, at least 0) at the
+    lowest rate of the load levels that measured it (capacity runs left out), where the queue
+    adds least; None when none did. The queueing bound's overhead."""
+    levels = [r for r in records if r.get("overhead_ms_p50") is not None and r.get("kind") != "capacity"]
+    if not levels:
+        return None
+    low = min(levels, key=lambda r: r["rate_per_s"])
+    return max(0.0, float(low["overhead_ms_p50"])), low["rate_per_s"]
+
+
 def _bound(summary: dict, info: dict, target_ms: float, timer: str, records: list[dict],
            texts_per_request: int = 1) -> None:
     """The summary's queueing bound at the p99 target (:func:`queueing_bound`), beside what the
@@ -384,27 +394,26 @@ def _bound(summary: dict, info: dict, target_ms: float, timer: str, records: lis
     from . import simulate as S
     why = ("the server batches by a token budget" if info.get("max_batch_tokens") else
            f"{texts_per_request} texts per request" if texts_per_request != 1 else None)
-    levels = [r for r in records if r.get("overhead_ms_p50") is not None and r.get("kind") != "capacity"]
-    if why is None and not levels:
+    path = path_overhead(records)
+    if why is None and path is None:
         why = "no load level measured the path outside the replica"
     if why is not None:
         summary["queueing_bound_per_s"] = None
         print(f"queueing bound: not computed ({why})")
         return
-    low = min(levels, key=lambda r: r["rate_per_s"])
-    overhead = max(0.0, float(low["overhead_ms_p50"]))
+    overhead, at_rate = path
     curve, B = summary["offline_service_ms_curve"], int(info["max_batch_size"])
     bound = queueing_bound(curve, target_ms, B, float(info["batch_wait_ms"]), overhead, timer)
-    full = S.capacity({int(b): ms / 1e3 for b, ms in curve.items()}, B)  # full batches back to back
+    full = S.capacity(S.curve_from_ms(curve), B)  # full batches back to back
     summary.update(queueing_bound_per_s=bound, queueing_bound_overhead_ms=overhead,
-                   queueing_bound_overhead_rate_per_s=low["rate_per_s"], queueing_bound_timer=timer,
+                   queueing_bound_overhead_rate_per_s=at_rate, queueing_bound_timer=timer,
                    offline_curve_capacity_per_s=full, queueing_bound_vs_curve_capacity=bound / full,
                    queueing_bound_vs_offline=bound / summary["offline_per_s_max_batch"],
                    served_vs_queueing_bound=summary["max_rate_per_s"] / bound if bound > 0 else None)
     print(f"queueing bound at p99 <= {target_ms:.1f} ms: {bound:.2f}/s, {bound / full:.0%} of the offline "
           f"curve's full batches ({full:.1f}/s) and {summary['queueing_bound_vs_offline']:.0%} of the offline "
           f"throughput (an ideal server: the offline curve, {overhead:.1f} ms outside the replica per request "
-          f"as measured at {low['rate_per_s']:.1f}/s, no work between batches); this server: "
+          f"as measured at {at_rate:.1f}/s, no work between batches); this server: "
           + (f"{summary['served_vs_queueing_bound']:.0%} of it" if bound > 0 else "—"))
 
 

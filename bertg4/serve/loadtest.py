@@ -453,7 +453,7 @@ def find_max(url: str, name: str, p99_target_ms: float, texts, n_requests: int =
     lo, hi = (cal["rate_per_s"] if meets(cal) else 0.0), None
     rate = 2 * calib_rate
     if cal.get("service_ms_curve") and not info.get("max_batch_tokens"):  # (a token budget: bisect only)
-        curve = {int(k): v / 1e3 for k, v in cal["service_ms_curve"].items()}
+        curve = S.curve_from_ms(cal["service_ms_curve"])
         guess = S.max_rate(curve, p99_target_ms / 1e3, B, wait_s, [cal["overhead_ms_p50"] / 1e3], seed=seed,
                            timer=timer, gap_s=cal["simulated_gap_ms"] / 1e3)
         rate = guess if guess > lo else rate

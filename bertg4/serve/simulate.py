@@ -49,6 +49,12 @@ from .. import cost
 TIMERS = ("idle", "arrival")
 
 
+def curve_from_ms(curve_ms) -> dict[int, float]:
+    """A record's ``service_ms_curve`` (batch size, as text or int -> mean ms) as the curve the
+    simulator takes (batch size -> seconds)."""
+    return {int(b): float(ms) / 1e3 for b, ms in curve_ms.items()}
+
+
 def curve_from_batches(batches, max_batch: int) -> dict[int, float]:
     """``{k: seconds}`` for k = 1..``max_batch`` from ``(requests in batch, service seconds)`` samples:
     the mean per size where seen, else a least-squares line (slope >= 0); made non-decreasing."""
