@@ -277,7 +277,8 @@ SWITCHES = {
                     "none (beyond the article)"),
     "int8": ("INT8 GEMMs", "oneDNN quantization"),
     "compile": ("torch.compile (inductor) of the model", "none (beyond the article)"),
-    "onednn": ("every Linear on oneDNN, weights prepacked once, bias+GELU inside the kernel",
+    "onednn": ("every Linear on oneDNN, weights prepacked once, bias+GELU inside the kernel; "
+               "attention's float32 GEMMs on oneDNN where it computes them in float32",
                "none (beyond the article; MXNet's CPU FullyConnected runs on oneDNN)"),
 }
 

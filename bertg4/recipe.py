@@ -21,7 +21,8 @@ SDPA model; PyTorch only, compiled on the first call of each shape, so warm-up k
 time out of the steady state; not with CUDA graphs or INT8, and not exported) and
 ``onednn-fp32`` (beyond the article, the graph pass carried on to a CPU: after it, every
 Linear runs on oneDNN with its weight prepacked once at build time, and bias+GELU runs inside
-the FFN's first Linear kernel; PyTorch on a CPU only, float32, not exported) and
+the FFN's first Linear kernel; attention's float32 batched GEMMs run on oneDNN too where it
+computes them in float32 (:mod:`bertg4.pt.matmul`); PyTorch on a CPU only, float32, not exported) and
 ``onednn-int8`` (the same graph on oneDNN's INT8 Linear: int8 weights prepacked, inputs
 quantized per call, bias+GELU in the kernel, one quantization for the fused QKV).
 

@@ -24,6 +24,7 @@ from ..tasks import Task, get_task
 from ..padding import trim
 from ..text import Batch, Tokenizer
 from . import graph_pass
+from . import matmul
 from . import model as M
 from .attention import varlen_kernel
 from .cuda_graphs import CudaGraphs
@@ -95,7 +96,17 @@ class TorchPredictor(Predictor):
     token_bucket = 64
 
     def __init__(self, module, *, config, task, recipe, device, tokenizer, seq_length=128,
-                 source="", notes=None, engine=None, vocab=None, lowercase=True, packed=None):
+                 source="", notes=None, engine=None, vocab=None, lowercase=True, packed=None,
+                 onednn_matmul=False):
+        dev = torch.device(device)
+        # float32 matmuls on oneDNN where it computes them in float32 (bertg4.pt.matmul): the
+        # onednn rungs on a CPU, whose Linears already run there; every other rung, and the hf
+        # reference as its users run it, keeps PyTorch's default
+        self.float32_matmul = matmul.choice(dev) if onednn_matmul else None
+        if onednn_matmul:
+            notes = [n for n in (notes or []) if not n.startswith(matmul.NOTE)]
+            said = matmul.note(dev, self.float32_matmul)
+            notes += [said] if said else []
         super().__init__(config, task, recipe, str(device), tokenizer, seq_length, source, notes)
         if engine:
             self.engine = engine
@@ -148,9 +159,10 @@ class TorchPredictor(Predictor):
     def run(self, staged):
         """Padded inputs (3 tensors) run the module, packed inputs (4) the packed module."""
         accumulate = fp16_accumulation() if self.recipe.true_fp16 else contextlib.nullcontext()
+        library = matmul.onednn_float32() if self.float32_matmul else contextlib.nullcontext()
         packed = len(staged) == 4
         graphs = self._packed_graphs if packed else self._graphs
-        with torch.inference_mode(), accumulate:
+        with torch.inference_mode(), accumulate, library:
             if graphs is not None:
                 return graphs(*staged)
             return (self.packed_module if packed else self.module)(*staged)
@@ -301,7 +313,7 @@ def build(ckpt: Checkpoint, task: str | Task = "embedding", recipe: str | Recipe
     predictor = TorchPredictor(module, config=ckpt.config, task=task, recipe=recipe, device=dev,
                                tokenizer=tokenizer, seq_length=seq_length, source=ckpt.source,
                                notes=notes, vocab=ckpt.vocab, lowercase=ckpt.do_lower_case,
-                               packed=packed)
+                               packed=packed, onednn_matmul=recipe.onednn)
     predictor.graph_report = report
     return predictor
 

@@ -14,7 +14,8 @@ split the FFN's bias from its first Linear and prearranged the interleaved QKV w
    becomes a prepacked Linear.
 
 It is what inductor's ``freezing`` does to Linear layers, without compiling the rest of the
-graph. The prepacked weights are opaque oneDNN tensors of the running process: the model
+graph. What stays float32 outside these Linears, attention's two batched GEMMs, a predictor of
+these rungs runs on oneDNN too where it computes them in float32 (:mod:`bertg4.pt.matmul`). The prepacked weights are opaque oneDNN tensors of the running process: the model
 is rebuilt from its checkpoint, never exported in this form.
 
 **INT8** (``onednn-int8``): the same rewrite onto oneDNN's INT8 Linear

@@ -260,6 +260,7 @@ def build_deployment():
             self.meta["parameters"].update({
                 "engine": self.predictor.engine, "device_name": self.predictor.device_name(),
                 "padding": padding, "allocator": allocator(),
+                "float32_matmul": getattr(self.predictor, "float32_matmul", None),
                 "max_batch_size": int(spec["max_batch_size"]), "batch_wait_ms": float(spec["batch_wait_ms"]),
                 "max_batch_tokens": self.max_batch_tokens, "freeze_gc": bool(spec["freeze_gc"]),
                 "max_texts": self.limits.max_texts, "max_chars": self.limits.max_chars,

@@ -236,7 +236,8 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
            "latency_ms_p99": _pct(lat, 99), "latency_ms_max": float(lat.max()) if len(lat) else None,
            "latency_ms_mean": float(lat.mean()) if len(lat) else None}
     for k in ("task", "model", "engine", "recipe", "dtype", "device", "device_name", "seq_length",
-              "padding", "max_batch_size", "batch_wait_ms", "max_batch_tokens", "allocator"):  # the replica's
+              "padding", "max_batch_size", "batch_wait_ms", "max_batch_tokens", "allocator",
+              "float32_matmul"):  # the replica's
         rec[k] = server.get(k)
     rec.update(gc_fields(run, server))
     errors = sorted({r.get("error", "")[:120] for r in res if r["outcome"] != "ok"})
