@@ -108,9 +108,9 @@ def record(predictor, timing: dict, **extra) -> dict:
     row = {"engine": predictor.engine, "recipe": predictor.recipe.name, "task": predictor.task.name,
            "model": predictor.config.name, "dtype": predictor.recipe.dtype,
            "device": predictor.device, "device_name": predictor.device_name()}
-    if predictor.device.startswith("cpu") and predictor.engine in ("pt", "hf"):
-        # which library ran the float32 matmuls (bertg4.pt.matmul): oneDNN, or PyTorch's default
-        row["float32_matmul"] = getattr(predictor, "float32_matmul", None) or "default"
+    from .pt.matmul import label
+    if label(predictor):  # which library ran a CPU predictor's float32 matmuls (bertg4.pt.matmul)
+        row["float32_matmul"] = label(predictor)
     row.update(timing)
     peak = getattr(predictor, "peak_memory_bytes", lambda: None)()
     row["peak_memory_mb"] = None if peak is None else peak / 2**20

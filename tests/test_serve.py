@@ -507,6 +507,7 @@ def test_routes(server):
     # the replica's own process says how it holds freed memory (its pt predictor on a CPU sets it)
     held = ("glibc: freed memory kept", "set by the environment") if platform.libc_ver()[0] == "glibc" else ("default",)
     assert meta["parameters"]["allocator"].startswith(held)
+    assert meta["parameters"]["float32_matmul"] == "default"  # a baseline pt predictor on a CPU
     # the replica froze its warmed-up heap, and says what its collector has done since
     gc = meta["parameters"]["gc"]
     assert meta["parameters"]["freeze_gc"] is True and gc["frozen_objects"] > 10_000

@@ -75,6 +75,7 @@ def test_serve_command_lifecycle():
         assert rec["ok"] == rec["sent"] == 30 and rec["max_batch_tokens"] == 20
         # the replica's process (a CPU pt predictor) keeps freed memory; the record says so
         assert rec["allocator"].startswith(("glibc: freed memory kept", "set by the environment"))
+        assert rec["float32_matmul"] == "default"  # the replica's baseline predictor: PyTorch's default library
         assert rec["service_ms_per_token"] >= 0 and rec["request_tokens_mean"] > 3
         assert rec["p99_ms_simulated"] > 0 or not rec["simulated_stable"]
         proc.send_signal(signal.SIGTERM)

@@ -67,15 +67,15 @@ def interleaved_qk(proj: torch.Tensor, heads: int, valid_length: torch.Tensor | 
     :func:`key_mask_bias` row to its output (``baddbmm`` with ``beta=1``) instead of a second
     pass over the scores (``masked_fill``): at BERT-base's batch-8 shapes on a 2-core CPU,
     1.7-2.2× faster (``results/2026-11-29_cpu_onednn_int8_vs_ort/kernels.txt``). Where float32
-    matmuls may run on oneDNN (:mod:`bertg4.pt.matmul`: the ``onednn`` rungs on a CPU), Q and K
-    are copied apart first, as oneDNN takes them only dense. Adding 0 leaves
+    matmuls run on oneDNN (:mod:`bertg4.pt.matmul`: a forward of an ``onednn`` rung on a CPU, float32),
+    Q and K are copied apart first, as oneDNN takes them only dense. Adding 0 leaves
     every finite score as it was. A masked key's score is ``-inf`` plus its product, so a
     product that overflowed to ``+inf`` or ``nan`` there gives ``nan`` (``masked_fill`` would
     have hidden it); an unmasked one breaks the row either way."""
     if not proj.is_contiguous():
         proj = proj.contiguous()
     q, k = _head_view(proj, heads, 0), _head_view(proj, heads, 1)
-    if onednn_float32_allowed():  # oneDNN takes Q and K only as dense tensors: two small copies
+    if onednn_float32_allowed(proj):  # oneDNN takes Q and K only as dense tensors: two small copies
         q, k = q.contiguous(), k.contiguous()
     scale = 1.0 / math.sqrt(q.shape[-1])
     if valid_length is not None:

@@ -99,13 +99,14 @@ class TorchPredictor(Predictor):
                  source="", notes=None, engine=None, vocab=None, lowercase=True, packed=None,
                  onednn_matmul=False):
         dev = torch.device(device)
-        # float32 matmuls on oneDNN where it computes them in float32 (bertg4.pt.matmul): the
-        # onednn rungs on a CPU, whose Linears already run there; every other rung, and the hf
-        # reference as its users run it, keeps PyTorch's default
-        self.float32_matmul = matmul.choice(dev) if onednn_matmul else None
+        # float32 matmuls all on oneDNN where it computes them in float32 (bertg4.pt.matmul):
+        # the onednn rungs on a CPU, whose Linears already run there; every other rung, and the
+        # hf reference as its users run it, keeps PyTorch's default
+        shape = (config.hidden_size, config.num_heads)
+        self.float32_matmul = matmul.choice(dev, *shape) if onednn_matmul else None
         if onednn_matmul:
             notes = [n for n in (notes or []) if not n.startswith(matmul.NOTE)]
-            said = matmul.note(dev, self.float32_matmul)
+            said = matmul.note(dev, self.float32_matmul, *shape)
             notes += [said] if said else []
         super().__init__(config, task, recipe, str(device), tokenizer, seq_length, source, notes)
         if engine:

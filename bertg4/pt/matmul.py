@@ -1,110 +1,188 @@
-"""Which library runs the float32 matmuls of the ``onednn`` rungs on a CPU: oneDNN, where it
-computes them in float32, instead of PyTorch's default BLAS.
+"""The ``onednn`` rungs' float32 matmuls on a CPU: all on oneDNN, where it computes them in
+float32.
 
 The ``onednn`` rungs (:mod:`bertg4.pt.onednn`) put every Linear on oneDNN with prepacked
-weights. What is left in float32 is attention's two batched GEMMs (scores and context), which
-PyTorch's CPU wheel sends to Intel MKL like every float32 ``mm``/``bmm``/``baddbmm``. PyTorch
-hands float32 matmuls to oneDNN only when allowed to round their inputs to bfloat16
-(``torch.backends.mkldnn.matmul.fp32_precision = "bf16"``). oneDNN takes that as a permission,
-not an order: its kernels for CPUs without AMX compute in float32 all the same (its verbose
-log names ``brg_matmul:avx512_core`` with ``attr-fpmath:bf16``), where on a CPU with AMX they
-would round to bfloat16. On the AMD EPYC of the CPU records oneDNN ran those GEMMs in about
-half MKL's time (``results/2026-12-02_cpu_onednn_matmul``).
+weights. What PyTorch's CPU wheel still sends to Intel MKL, as it does every float32
+``mm``/``bmm``/``baddbmm``, is attention's two batched GEMMs per layer (scores and context).
+PyTorch hands float32 matmuls to oneDNN only when allowed to round their inputs to bfloat16
+(``torch.backends.mkldnn.matmul.fp32_precision = "bf16"``). oneDNN's documentation calls that
+mode an allowance, not an order. On the 2-core AMD EPYC of the CPU records (AVX-512 with BF16,
+no AMX) its kernels computed in float32 all the same, and attention's calls took MKL 1.05-2.4×
+oneDNN's time (``results/2026-12-02_cpu_onednn_matmul``). On a CPU whose kernels use the allowance
+(those with AMX, as oneDNN documents it) they would round.
 
-So a predictor of an ``onednn`` rung allows it only where :func:`probe` finds float32
-arithmetic: products of the model's shapes (a Linear's, attention's two) computed with the
-permission stay within float32 rounding of a float64 reference (relative error at most
-:data:`TOLERANCE`; bfloat16 inputs give about 1e-3) and differ from the default library's (so
-oneDNN did run them). It is given for the duration of each forward (:func:`onednn_float32`) and
-taken back after it: the caller's own matmuls, the other rungs and the ``hf`` reference keep
-PyTorch's default. ``BERTG4_ONEDNN_MATMUL=0`` leaves every matmul on the default library.
+The same setting also reaches the rungs' prepacked float32 Linears: PyTorch asks oneDNN's
+Linear for bfloat16 math under it too. So :func:`probe` runs the very calls a forward makes,
+with the model's hidden size and heads: a prepacked Linear (and its fused GELU) and attention's
+scores and context as :func:`bertg4.pt.attention.interleaved_qk` and ``interleaved_valatt``
+compute them. Each must stay within float32 rounding of a float64 reference (relative error at
+most :data:`TOLERANCE`; inputs rounded to bfloat16 give about 1e-3), and a product of hidden-size
+terms must come out in other bits than the default library's, so that PyTorch does route float32
+matmuls to oneDNN (``tests/test_matmul.py`` reads oneDNN's own log for attention's two GEMMs per
+layer). Only then does a predictor
+of an ``onednn`` rung on a CPU take the setting, for the duration of each forward
+(:func:`onednn_float32`).
+
+The setting is PyTorch's, and so process-wide while a forward runs: matmuls other threads run
+meanwhile see it too (and PyTorch's older ``torch.get_float32_matmul_precision()`` raises until
+it is restored). Forwards of several threads share one count, so the earlier setting comes back
+when the last one ends. The other rungs and the ``hf`` reference never take it.
+``BERTG4_ONEDNN_MATMUL=0`` leaves every matmul on PyTorch's default.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
+import threading
 
 import torch
 
 ENV = "BERTG4_ONEDNN_MATMUL"
 #: the largest relative error (max |error| / max |exact|) the probe accepts as float32
-#: arithmetic: float32 products with 768 terms stay near 1e-6; bfloat16 inputs give ~1e-3
+#: arithmetic: float32 products with hundreds of terms stay near 1e-6; bfloat16 inputs give ~1e-3
 TOLERANCE = 1e-5
-#: what predictor notes and records say when the permission is given
+#: what predictor notes and records say: the setting taken, or not
 ONEDNN = "oneDNN (float32)"
+DEFAULT = "default"
 NOTE = "float32 matmuls: "
+
+_lock = threading.Lock()
+_active = 0          # forwards now inside onednn_float32()
+_before = None       # PyTorch's setting before the first of them
 
 
 def _setting() -> bool:
     value = os.environ.get(ENV, "1")
     if value not in ("0", "1"):
-        raise ValueError(f"{ENV}={value!r}: use 1 (float32 matmuls on oneDNN where it computes them in float32, "
-                         "the default) or 0 (PyTorch's default library)")
+        raise ValueError(f"{ENV}={value!r}: use 1 (the onednn rungs' float32 matmuls on oneDNN where it "
+                         "computes them in float32, the default) or 0 (PyTorch's default library)")
     return value == "1"
 
 
 @contextlib.contextmanager
-def onednn_float32():
-    """Allow PyTorch to hand float32 matmuls to oneDNN for the duration (see the module's text:
-    only where :func:`probe` found float32 arithmetic); the earlier setting is restored."""
+def _precision(value: str):
     flag = torch.backends.mkldnn.matmul
     before = flag.fp32_precision
-    flag.fp32_precision = "bf16"
+    flag.fp32_precision = value
     try:
         yield
     finally:
         flag.fp32_precision = before
 
 
-def onednn_float32_allowed() -> bool:
-    """Whether float32 matmuls may go to oneDNN now (inside :func:`onednn_float32`)."""
-    return torch.backends.mkldnn.matmul.fp32_precision == "bf16"
+@contextlib.contextmanager
+def onednn_float32():
+    """Let PyTorch hand float32 matmuls to oneDNN for the duration (only where :func:`probe`
+    found float32 arithmetic); PyTorch's earlier setting comes back when the last forward that
+    took it ends."""
+    global _active, _before
+    with _lock:
+        if _active == 0:
+            _before = torch.backends.mkldnn.matmul.fp32_precision
+            torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+        _active += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _active -= 1
+            if _active == 0:
+                torch.backends.mkldnn.matmul.fp32_precision = _before
+
+
+def onednn_float32_allowed(t: torch.Tensor) -> bool:
+    """Whether a float32 CPU tensor's matmuls run inside :func:`onednn_float32` now (then
+    attention copies Q and K dense, the only layout oneDNN takes them in)."""
+    return _active > 0 and t.device.type == "cpu" and t.dtype == torch.float32
+
+
+def _rel_err(got: torch.Tensor, exact: torch.Tensor) -> float:
+    finite = torch.isfinite(exact)
+    if not torch.equal(finite, torch.isfinite(got)):
+        return math.inf
+    return float((got.double() - exact)[finite].abs().max() / exact[finite].abs().max())
 
 
 @functools.lru_cache(maxsize=None)
-def probe() -> str | None:
-    """None where, with the permission, oneDNN computes this CPU's float32 matmuls in float32
-    and differs from the default library (so it does run them); otherwise why not."""
+def probe(hidden: int = 768, heads: int = 12) -> str | None:
+    """None where PyTorch routes float32 matmuls to oneDNN under the setting (a product of
+    ``hidden`` terms differs from the default library's) and each float32 call of a forward of a
+    model of ``hidden`` and ``heads`` stays float32 there; otherwise why not."""
+    from .attention import interleaved_qk, interleaved_valatt
+    from .onednn import available, linear, linear_gelu
     if not torch.backends.mkldnn.is_available():
         return "this torch has no oneDNN"
     g = torch.Generator().manual_seed(0)
-    cases = {"Linear 128x768 by 768x768": ((128, 768), (768, 768)),
-             "attention scores 12x128x64 by 12x64x128": ((12, 128, 64), (12, 64, 128)),
-             "attention context 12x128x128 by 12x128x64": ((12, 128, 128), (12, 128, 64))}
-    moved = False
-    for what, (sa, sb) in cases.items():
-        a, b = torch.randn(sa, generator=g), torch.randn(sb, generator=g)
-        exact = torch.matmul(a.double(), b.double())
-        default = torch.matmul(a, b)
-        with onednn_float32():
-            got = torch.matmul(a, b)
-        err = float((got.double() - exact).abs().max() / exact.abs().max())
-        if not err <= TOLERANCE:
-            return (f"with bfloat16 allowed, oneDNN rounds float32 matmuls on this CPU ({what}: relative "
-                    f"error {err:.1e}, above {TOLERANCE:.0e})")
-        moved = moved or not torch.equal(got, default)
-        # the default library's own rounding, for the note a user reads: both near 1e-7
-    if not moved:
+    L, B = 64, 2
+    proj = torch.randn(L, B, 3 * hidden, generator=g)
+    valid = torch.tensor([L, L // 2 + 3])
+    probs = torch.softmax(torch.randn(B * heads, L, L, generator=g), -1)
+
+    def scores(p):
+        return interleaved_qk(p, heads, valid)
+
+    def context(p, pr):
+        return interleaved_valatt(p, pr, heads)
+
+    cases = {"attention scores": (lambda: scores(proj), lambda: scores(proj.double())),
+             "attention context": (lambda: context(proj, probs), lambda: context(proj.double(), probs.double()))}
+    if available():
+        x, w, b = (torch.randn(s, generator=g) for s in ((L * B, hidden), (hidden, hidden), (hidden,)))
+        packed = torch.ops.mkldnn._reorder_linear_weight(w)  # at build time: outside the setting
+
+        def exact_linear(gelu):
+            y = x.double() @ w.double().t() + b.double()
+            return 0.5 * y * (1 + torch.erf(y / math.sqrt(2))) if gelu else y
+        cases["prepacked Linear"] = (lambda: linear(x, packed, b), lambda: exact_linear(False))
+        cases["prepacked Linear+GELU"] = (lambda: linear_gelu(x, packed, b), lambda: exact_linear(True))
+    # whether PyTorch routes float32 matmuls to oneDNN under the setting at all: a product with
+    # hidden-many terms comes out in other bits from another library (attention's short ones,
+    # 64 terms, can match bit for bit, so they cannot show it)
+    a, w2 = torch.randn(L * B, hidden, generator=g), torch.randn(hidden, hidden, generator=g)
+    with _precision("ieee"):
+        default = torch.matmul(a, w2)
+    with onednn_float32():
+        routed = not torch.equal(torch.matmul(a, w2), default)
+    if not routed:
         return "this torch keeps float32 matmuls on its default library here even when allowed"
+    for what, (run, exact) in cases.items():
+        try:
+            with onednn_float32():
+                got = run()
+        except RuntimeError as e:
+            return f"with bfloat16 allowed, oneDNN fails on {what}: {e}"
+        err = _rel_err(got, exact())
+        if not err <= TOLERANCE:
+            return (f"with bfloat16 allowed, oneDNN rounds float32 {what} on this CPU (relative error "
+                    f"{err:.1e}, above {TOLERANCE:.0e})")
     return None
 
 
-def choice(device: torch.device) -> str | None:
-    """For a ``pt`` predictor on ``device``: :data:`ONEDNN` when its forward runs inside
+def choice(device: torch.device, hidden: int = 768, heads: int = 12) -> str | None:
+    """For an ``onednn`` predictor on ``device``: :data:`ONEDNN` when its forwards run inside
     :func:`onednn_float32`, else None. Raises on a bad ``BERTG4_ONEDNN_MATMUL``."""
     if device.type != "cpu" or not _setting():
         return None
-    return ONEDNN if probe() is None else None
+    return ONEDNN if probe(hidden, heads) is None else None
 
 
-def note(device: torch.device, chosen: str | None) -> str | None:
-    """The predictor note saying which library runs float32 matmuls (None off a CPU)."""
+def note(device: torch.device, chosen: str | None, hidden: int = 768, heads: int = 12) -> str | None:
+    """The predictor note saying which library runs its float32 matmuls (None off a CPU)."""
     if device.type != "cpu":
         return None
     if chosen:
         return NOTE + chosen + " (checked here to compute in float32; " + ENV + "=0 for PyTorch's default)"
     if not _setting():
         return NOTE + f"PyTorch's default library ({ENV}=0)"
-    return NOTE + "PyTorch's default library: " + (probe() or "")
+    return NOTE + "PyTorch's default library: " + (probe(hidden, heads) or "")
 
+
+def label(predictor) -> str | None:
+    """What records and served metadata say in ``float32_matmul``: :data:`ONEDNN` or
+    :data:`DEFAULT` for a ``pt``/``hf`` predictor on a CPU, None for other engines and devices."""
+    device = str(getattr(predictor, "device", ""))
+    if not device.startswith("cpu") or getattr(predictor, "engine", None) not in ("pt", "hf"):
+        return None
+    return getattr(predictor, "float32_matmul", None) or DEFAULT

@@ -14,8 +14,9 @@ split the FFN's bias from its first Linear and prearranged the interleaved QKV w
    becomes a prepacked Linear.
 
 It is what inductor's ``freezing`` does to Linear layers, without compiling the rest of the
-graph. What stays float32 outside these Linears, attention's two batched GEMMs, a predictor of
-these rungs runs on oneDNN too where it computes them in float32 (:mod:`bertg4.pt.matmul`). The prepacked weights are opaque oneDNN tensors of the running process: the model
+graph. A predictor of these rungs runs attention's two batched GEMMs on oneDNN too, under a
+PyTorch setting that also reaches these float32 Linears, where a probe of the forward's calls
+finds that oneDNN computes them in float32 (:mod:`bertg4.pt.matmul`). The prepacked weights are opaque oneDNN tensors of the running process: the model
 is rebuilt from its checkpoint, never exported in this form.
 
 **INT8** (``onednn-int8``): the same rewrite onto oneDNN's INT8 Linear

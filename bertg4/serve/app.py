@@ -38,6 +38,7 @@ import warnings
 
 import numpy as np
 
+from ..pt.matmul import label as matmul_label
 from ..system import GcPauses, allocator, freeze_heap
 from .protocol import Limits, ProtocolError, check_body_size, metadata, parse_infer, response
 
@@ -260,7 +261,7 @@ def build_deployment():
             self.meta["parameters"].update({
                 "engine": self.predictor.engine, "device_name": self.predictor.device_name(),
                 "padding": padding, "allocator": allocator(),
-                "float32_matmul": getattr(self.predictor, "float32_matmul", None),
+                "float32_matmul": matmul_label(self.predictor),
                 "max_batch_size": int(spec["max_batch_size"]), "batch_wait_ms": float(spec["batch_wait_ms"]),
                 "max_batch_tokens": self.max_batch_tokens, "freeze_gc": bool(spec["freeze_gc"]),
                 "max_texts": self.limits.max_texts, "max_chars": self.limits.max_chars,
