@@ -5,9 +5,10 @@
 * ``interleaved`` -- the layout of MXNet's ``interleaved_matmul_selfatt_qk/valatt``:
   input ``(seq, batch, hidden)``, ONE projection whose weight rows are interleaved per head
   ``[q_0; k_0; v_0; q_1; ...]``, so the projected tensor ``(seq, batch, heads*3*d)`` holds
-  each head's q, k and v side by side. Q, K and V are never copied apart: strided views
+  each head's q, k and v side by side. Q, K and V are not copied apart: strided views
   of that tensor feed batched GEMMs directly (:func:`interleaved_qk`,
-  :func:`interleaved_valatt`), and the scores GEMM itself masks keys past ``valid_length``
+  :func:`interleaved_valatt`; only where a forward runs float32 matmuls on oneDNN,
+  :mod:`bertg4.pt.matmul`, are Q and K copied dense, the one layout it takes them in), and the scores GEMM itself masks keys past ``valid_length``
   (adding a row of 0 / ``-inf``) before the softmax. Without the graph pass the interleaved weight is rebuilt from
   the three projections on every call, as GluonNLP does; the pass prearranges it once.
 * ``sdpa`` -- PyTorch's fused ``scaled_dot_product_attention`` (flash / memory-efficient
