@@ -17,8 +17,8 @@ from bertg4.bench import record
 from bertg4.pt import matmul, onednn
 
 pytestmark = pytest.mark.skipif(not onednn.available(), reason="this torch has no oneDNN prepacked Linear")
-on_onednn = pytest.mark.skipif(matmul.probe(384, 12) is not None,
-                               reason=f"float32 matmuls stay on PyTorch's default here: {matmul.probe(384, 12)}")
+on_onednn = pytest.mark.skipif(matmul.probe(384, 12, 1536) is not None,
+                               reason=f"float32 matmuls stay on PyTorch's default here: {matmul.probe(384, 12, 1536)}")
 
 
 def _cpu_flags() -> set[str]:
@@ -47,29 +47,65 @@ def test_probe_allows_it_on_a_cpu_without_amx(fresh_probe):
     """Where it was measured to hold (AVX-512 with BF16, no AMX: the CPU records' machine),
     the probe must allow it, for BERT-base's and MiniLM's shapes; a torch that stopped routing
     or started rounding there would fail here instead of skipping every test below."""
-    assert matmul.probe(768, 12) is None and matmul.probe(384, 12) is None
+    assert matmul.probe(768, 12, 3072) is None and matmul.probe(384, 12, 1536) is None
 
 
-def test_probe_refuses_a_library_that_rounds(monkeypatch, fresh_probe):
-    """Where oneDNN would round float32 inputs to bfloat16 (as its kernels for AMX may), the
-    probe says so with the error it measured, and no predictor takes the setting."""
-    real = onednn.linear
-
-    def rounding(x, packed, bias):
-        if matmul._active:  # inside the setting: inputs rounded, as bfloat16 arithmetic does
-            x = x.bfloat16().float()
-        return real(x, packed, bias)
-    monkeypatch.setattr(onednn, "linear", rounding)
-    reason = matmul.probe(384, 12)
-    assert reason is not None and "rounds float32 prepacked Linear" in reason and "relative error" in reason
-    assert matmul.choice(torch.device("cpu"), 384, 12) is None
-    assert reason in matmul.note(torch.device("cpu"), None, 384, 12)
+def _rounding(real, positions):
+    """``real`` with its inputs at ``positions`` rounded to bfloat16 inside the setting, as
+    bfloat16 arithmetic would do it."""
+    def call(*args, **kwargs):
+        if matmul._active:
+            args = tuple(a.bfloat16().float() if i in positions else a for i, a in enumerate(args))
+        return real(*args, **kwargs)
+    return call
 
 
-def test_probe_says_when_the_setting_changes_nothing(monkeypatch, fresh_probe):
-    real = torch.matmul
-    monkeypatch.setattr(torch, "matmul", lambda a, b: real(a.double(), b.double()).float())  # same bits either way
-    assert "keeps float32 matmuls on its default library" in matmul.probe(384, 12)
+@on_onednn
+@pytest.mark.parametrize("where, what", [(("torch", "baddbmm", (1, 2)), "attention scores"),
+                                         (("torch", "bmm", (0, 1)), "attention context"),
+                                         (("onednn", "linear", (0,)), "prepacked Linear (QKV)"),
+                                         (("onednn", "linear_gelu", (0,)), "prepacked Linear+GELU (FFN in)")])
+def test_probe_refuses_a_library_that_rounds(monkeypatch, fresh_probe, where, what):
+    """Where oneDNN would round float32 inputs to bfloat16 (as its kernels for AMX may), in
+    any one of the forward's calls, the probe names that call and the error it measured, and
+    no predictor takes the setting."""
+    owner = torch if where[0] == "torch" else onednn
+    monkeypatch.setattr(owner, where[1], _rounding(getattr(owner, where[1]), where[2]))
+    reason = matmul.probe(384, 12, 1536)
+    assert reason is not None and f"rounds float32 {what}" in reason and "relative error" in reason, reason
+    assert matmul.choice(torch.device("cpu"), 384, 12, 1536) is None
+    assert reason in matmul.note(torch.device("cpu"), None, 384, 12, 1536)
+
+
+@pytest.mark.parametrize("op", ["matmul", "bmm"])
+def test_probe_says_when_the_setting_changes_nothing(monkeypatch, fresh_probe, op):
+    real = getattr(torch, op)
+    monkeypatch.setattr(torch, op, lambda a, b: real(a.double(), b.double()).float())  # same bits either way
+    assert f"keeps float32 {'mm' if op == 'matmul' else op} on its default library" in matmul.probe(384, 12)
+
+
+def test_probe_and_forwards_of_other_threads(fresh_probe):
+    """The probe switches PyTorch's setting while it runs; a forward of another thread that
+    ends meanwhile must not leave the setting on (or off) for the rest of the process."""
+    flag = torch.backends.mkldnn.matmul
+    before = flag.fp32_precision
+    for _ in range(3):
+        matmul.probe.cache_clear()
+        inside, leave = threading.Event(), threading.Event()
+
+        def forward():
+            with matmul.onednn_float32():
+                inside.set()
+                leave.wait(10)
+        th = threading.Thread(target=forward)
+        th.start()
+        inside.wait(10)
+        prober = threading.Thread(target=matmul.probe, args=(384, 12, 1536))
+        prober.start()
+        leave.set()  # the forward ends while the probe runs (or waits for it)
+        th.join(20)
+        prober.join(60)
+        assert flag.fp32_precision == before and matmul._active == 0
 
 
 def test_setting_nests_restores_and_counts_threads():
@@ -116,7 +152,7 @@ def test_which_predictors_take_it(embedded):
     """The onednn rungs on a CPU (where the probe allows); not the other rungs, nor the hf
     reference, which run as their users have them. Notes and records say which library ran
     a CPU predictor's float32 matmuls."""
-    want = matmul.ONEDNN if matmul.probe(384, 12) is None else None
+    want = matmul.ONEDNN if matmul.probe(384, 12, 1536) is None else None
     on = bertg4.load("embedded", "SST", recipe="onednn-fp32", checkpoint=embedded)
     int8 = bertg4.load("embedded", "SST", recipe="onednn-int8", checkpoint=embedded)
     base = bertg4.load("embedded", "SST", checkpoint=embedded)

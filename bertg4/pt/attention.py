@@ -8,7 +8,7 @@
   each head's q, k and v side by side. Q, K and V are not copied apart: strided views
   of that tensor feed batched GEMMs directly (:func:`interleaved_qk`,
   :func:`interleaved_valatt`; only where a forward runs float32 matmuls on oneDNN,
-  :mod:`bertg4.pt.matmul`, are Q and K copied dense, the one layout it takes them in), and the scores GEMM itself masks keys past ``valid_length``
+  :mod:`bertg4.pt.matmul`, are Q and K copied dense, which ran faster there), and the scores GEMM itself masks keys past ``valid_length``
   (adding a row of 0 / ``-inf``) before the softmax. Without the graph pass the interleaved weight is rebuilt from
   the three projections on every call, as GluonNLP does; the pass prearranges it once.
 * ``sdpa`` -- PyTorch's fused ``scaled_dot_product_attention`` (flash / memory-efficient
@@ -69,14 +69,15 @@ def interleaved_qk(proj: torch.Tensor, heads: int, valid_length: torch.Tensor | 
     pass over the scores (``masked_fill``): at BERT-base's batch-8 shapes on a 2-core CPU,
     1.7-2.2× faster (``results/2026-11-29_cpu_onednn_int8_vs_ort/kernels.txt``). Where float32
     matmuls run on oneDNN (:mod:`bertg4.pt.matmul`: a forward of an ``onednn`` rung on a CPU, float32),
-    Q and K are copied apart first, as oneDNN takes them only dense. Adding 0 leaves
+    Q and K are copied apart first: on strided views the GEMM ran no faster there than on MKL
+    (``results/2026-12-02_cpu_onednn_matmul/kernels.txt``). Adding 0 leaves
     every finite score as it was. A masked key's score is ``-inf`` plus its product, so a
     product that overflowed to ``+inf`` or ``nan`` there gives ``nan`` (``masked_fill`` would
     have hidden it); an unmasked one breaks the row either way."""
     if not proj.is_contiguous():
         proj = proj.contiguous()
     q, k = _head_view(proj, heads, 0), _head_view(proj, heads, 1)
-    if onednn_float32_allowed(proj):  # oneDNN takes Q and K only as dense tensors: two small copies
+    if onednn_float32_allowed(proj):  # two small copies, for oneDNN's faster GEMM on dense Q and K
         q, k = q.contiguous(), k.contiguous()
     scale = 1.0 / math.sqrt(q.shape[-1])
     if valid_length is not None:

@@ -102,7 +102,7 @@ class TorchPredictor(Predictor):
         # float32 matmuls all on oneDNN where it computes them in float32 (bertg4.pt.matmul):
         # the onednn rungs on a CPU, whose Linears already run there; every other rung, and the
         # hf reference as its users run it, keeps PyTorch's default
-        shape = (config.hidden_size, config.num_heads)
+        shape = (config.hidden_size, config.num_heads, config.intermediate_size)
         self.float32_matmul = matmul.choice(dev, *shape) if onednn_matmul else None
         if onednn_matmul:
             notes = [n for n in (notes or []) if not n.startswith(matmul.NOTE)]

@@ -7,7 +7,7 @@ weights. What PyTorch's CPU wheel still sends to Intel MKL, as it does every flo
 PyTorch hands float32 matmuls to oneDNN only when allowed to round their inputs to bfloat16
 (``torch.backends.mkldnn.matmul.fp32_precision = "bf16"``). oneDNN's documentation calls that
 mode an allowance, not an order. On the 2-core AMD EPYC of the CPU records (AVX-512 with BF16,
-no AMX) its kernels computed in float32 all the same, and attention's calls took MKL 1.05-2.4×
+no AMX) its kernels computed in float32 all the same, and attention's calls took MKL 1.04-2.5×
 oneDNN's time (``results/2026-12-02_cpu_onednn_matmul``). On a CPU whose kernels use the allowance
 (those with AMX, as oneDNN documents it) they would round.
 
@@ -15,10 +15,10 @@ The same setting also reaches the rungs' prepacked float32 Linears: PyTorch asks
 Linear for bfloat16 math under it too. So :func:`probe` runs the very calls a forward makes,
 with the model's hidden size and heads: a prepacked Linear (and its fused GELU) and attention's
 scores and context as :func:`bertg4.pt.attention.interleaved_qk` and ``interleaved_valatt``
-compute them. Each must stay within float32 rounding of a float64 reference (relative error at
-most :data:`TOLERANCE`; inputs rounded to bfloat16 give about 1e-3), and a product of hidden-size
-terms must come out in other bits than the default library's, so that PyTorch does route float32
-matmuls to oneDNN (``tests/test_matmul.py`` reads oneDNN's own log for attention's two GEMMs per
+compute them, and the FFN's Linears at the model's width. Each must stay within float32 rounding of a float64 reference (relative error at
+most :data:`TOLERANCE`; inputs rounded to bfloat16 give about 1e-3), and an ``mm`` and a ``bmm``
+with hundreds of terms must come out in other bits than the default library's, so that PyTorch
+does route float32 matmuls to oneDNN (``tests/test_matmul.py`` reads oneDNN's own log for attention's two GEMMs per
 layer). Only then does a predictor
 of an ``onednn`` rung on a CPU take the setting, for the duration of each forward
 (:func:`onednn_float32`).
@@ -48,7 +48,7 @@ ONEDNN = "oneDNN (float32)"
 DEFAULT = "default"
 NOTE = "float32 matmuls: "
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entered by probe(), which holds it while it runs forwards' calls
 _active = 0          # forwards now inside onednn_float32()
 _before = None       # PyTorch's setting before the first of them
 
@@ -94,7 +94,8 @@ def onednn_float32():
 
 def onednn_float32_allowed(t: torch.Tensor) -> bool:
     """Whether a float32 CPU tensor's matmuls run inside :func:`onednn_float32` now (then
-    attention copies Q and K dense, the only layout oneDNN takes them in)."""
+    attention copies Q and K dense: on strided views the scores GEMM ran no faster under the
+    setting than on MKL, ``results/2026-12-02_cpu_onednn_matmul/kernels.txt``)."""
     return _active > 0 and t.device.type == "cpu" and t.dtype == torch.float32
 
 
@@ -106,10 +107,17 @@ def _rel_err(got: torch.Tensor, exact: torch.Tensor) -> float:
 
 
 @functools.lru_cache(maxsize=None)
-def probe(hidden: int = 768, heads: int = 12) -> str | None:
-    """None where PyTorch routes float32 matmuls to oneDNN under the setting (a product of
-    ``hidden`` terms differs from the default library's) and each float32 call of a forward of a
-    model of ``hidden`` and ``heads`` stays float32 there; otherwise why not."""
+def probe(hidden: int = 768, heads: int = 12, intermediate: int = 3072) -> str | None:
+    """None where PyTorch routes float32 ``mm`` and ``bmm`` to oneDNN under the setting (products
+    with hundreds of terms come out in other bits than the default library's) and each float32
+    call of a forward of a model of ``hidden``, ``heads`` and ``intermediate`` (the FFN's width)
+    stays float32 there; otherwise why not. It holds the setting's lock throughout, so no
+    forward of another thread starts or ends while it switches PyTorch's setting."""
+    with _lock:
+        return _probe(hidden, heads, intermediate)
+
+
+def _probe(hidden: int, heads: int, intermediate: int) -> str | None:
     from .attention import interleaved_qk, interleaved_valatt
     from .onednn import available, linear, linear_gelu
     if not torch.backends.mkldnn.is_available():
@@ -129,24 +137,30 @@ def probe(hidden: int = 768, heads: int = 12) -> str | None:
     cases = {"attention scores": (lambda: scores(proj), lambda: scores(proj.double())),
              "attention context": (lambda: context(proj, probs), lambda: context(proj.double(), probs.double()))}
     if available():
-        x, w, b = (torch.randn(s, generator=g) for s in ((L * B, hidden), (hidden, hidden), (hidden,)))
-        packed = torch.ops.mkldnn._reorder_linear_weight(w)  # at build time: outside the setting
+        def prepacked(n_in, n_out, gelu, name):
+            x, w, b = (torch.randn(s, generator=g) for s in ((L * B, n_in), (n_out, n_in), (n_out,)))
+            packed = torch.ops.mkldnn._reorder_linear_weight(w)  # as at build time: outside the setting
 
-        def exact_linear(gelu):
-            y = x.double() @ w.double().t() + b.double()
-            return 0.5 * y * (1 + torch.erf(y / math.sqrt(2))) if gelu else y
-        cases["prepacked Linear"] = (lambda: linear(x, packed, b), lambda: exact_linear(False))
-        cases["prepacked Linear+GELU"] = (lambda: linear_gelu(x, packed, b), lambda: exact_linear(True))
-    # whether PyTorch routes float32 matmuls to oneDNN under the setting at all: a product with
-    # hidden-many terms comes out in other bits from another library (attention's short ones,
-    # 64 terms, can match bit for bit, so they cannot show it)
-    a, w2 = torch.randn(L * B, hidden, generator=g), torch.randn(hidden, hidden, generator=g)
-    with _precision("ieee"):
-        default = torch.matmul(a, w2)
-    with onednn_float32():
-        routed = not torch.equal(torch.matmul(a, w2), default)
-    if not routed:
-        return "this torch keeps float32 matmuls on its default library here even when allowed"
+            def exact():
+                y = x.double() @ w.double().t() + b.double()
+                return 0.5 * y * (1 + torch.erf(y / math.sqrt(2))) if gelu else y
+            cases[name] = (lambda: (linear_gelu if gelu else linear)(x, packed, b), exact)
+        prepacked(hidden, 3 * hidden, False, "prepacked Linear (QKV)")
+        prepacked(hidden, intermediate, True, "prepacked Linear+GELU (FFN in)")
+        prepacked(intermediate, hidden, False, "prepacked Linear (FFN out)")
+    # whether PyTorch routes float32 mm and bmm to oneDNN under the setting at all: products with
+    # hundreds of terms come out in other bits from another library (attention's shorter ones
+    # can match bit for bit, so they cannot show it)
+    routing = {"mm": (torch.matmul, (L * B, hidden), (hidden, hidden)),
+               "bmm": (torch.bmm, (B * heads, 4 * L, 4 * L), (B * heads, 4 * L, hidden // heads))}
+    for what, (op, sa, sb) in routing.items():
+        a, b = torch.randn(sa, generator=g), torch.randn(sb, generator=g)
+        with _precision("ieee"):
+            default = op(a, b)
+        with onednn_float32():
+            routed = not torch.equal(op(a, b), default)
+        if not routed:
+            return f"this torch keeps float32 {what} on its default library here even when allowed"
     for what, (run, exact) in cases.items():
         try:
             with onednn_float32():
@@ -160,15 +174,16 @@ def probe(hidden: int = 768, heads: int = 12) -> str | None:
     return None
 
 
-def choice(device: torch.device, hidden: int = 768, heads: int = 12) -> str | None:
+def choice(device: torch.device, hidden: int = 768, heads: int = 12, intermediate: int = 3072) -> str | None:
     """For an ``onednn`` predictor on ``device``: :data:`ONEDNN` when its forwards run inside
     :func:`onednn_float32`, else None. Raises on a bad ``BERTG4_ONEDNN_MATMUL``."""
     if device.type != "cpu" or not _setting():
         return None
-    return ONEDNN if probe(hidden, heads) is None else None
+    return ONEDNN if probe(hidden, heads, intermediate) is None else None
 
 
-def note(device: torch.device, chosen: str | None, hidden: int = 768, heads: int = 12) -> str | None:
+def note(device: torch.device, chosen: str | None, hidden: int = 768, heads: int = 12,
+         intermediate: int = 3072) -> str | None:
     """The predictor note saying which library runs its float32 matmuls (None off a CPU)."""
     if device.type != "cpu":
         return None
@@ -176,7 +191,7 @@ def note(device: torch.device, chosen: str | None, hidden: int = 768, heads: int
         return NOTE + chosen + " (checked here to compute in float32; " + ENV + "=0 for PyTorch's default)"
     if not _setting():
         return NOTE + f"PyTorch's default library ({ENV}=0)"
-    return NOTE + "PyTorch's default library: " + (probe(hidden, heads) or "")
+    return NOTE + "PyTorch's default library: " + (probe(hidden, heads, intermediate) or "")
 
 
 def label(predictor) -> str | None:

@@ -38,9 +38,16 @@ import warnings
 
 import numpy as np
 
-from ..pt.matmul import label as matmul_label
 from ..system import GcPauses, allocator, freeze_heap
 from .protocol import Limits, ProtocolError, check_body_size, metadata, parse_infer, response
+
+
+def _matmul_label(predictor):
+    """Which library ran the predictor's float32 matmuls (:func:`bertg4.pt.matmul.label`),
+    imported here only: this module stays free of torch until a replica holds a predictor."""
+    from ..pt.matmul import label
+    return label(predictor)
+
 
 #: everything a replica needs to build its predictor and batch (all JSON-serialisable)
 DEFAULTS = {"name": "bert", "model": "embedded", "task": "SST", "engine": "pt", "recipe": "baseline",
@@ -261,7 +268,7 @@ def build_deployment():
             self.meta["parameters"].update({
                 "engine": self.predictor.engine, "device_name": self.predictor.device_name(),
                 "padding": padding, "allocator": allocator(),
-                "float32_matmul": matmul_label(self.predictor),
+                "float32_matmul": _matmul_label(self.predictor),
                 "max_batch_size": int(spec["max_batch_size"]), "batch_wait_ms": float(spec["batch_wait_ms"]),
                 "max_batch_tokens": self.max_batch_tokens, "freeze_gc": bool(spec["freeze_gc"]),
                 "max_texts": self.limits.max_texts, "max_chars": self.limits.max_chars,

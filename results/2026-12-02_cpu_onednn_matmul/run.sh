@@ -4,7 +4,7 @@
 # (BERTG4_ONEDNN_MATMUL=0), taking turns: four pairs of commands, the order swapped every pair,
 # each command two rounds (the engines in fresh processes, taking turns). Then the kernels alone.
 # Run from the repository root on a quiet machine:
-#   bash results/2026-12-02_cpu_onednn_matmul/run.sh      # about 15 minutes
+#   bash results/2026-12-02_cpu_onednn_matmul/run.sh      # about 20 minutes
 set -eu
 D=$(dirname "$0")
 ARGS="--model random:bert_12_768_12 --task SST --engine pt --engine ort --recipe onednn-int8 --recipe int8
@@ -15,6 +15,7 @@ for p in 1 2 3 4; do
     if [ $((p % 2)) = 1 ]; then on $p; off $p; else off $p; on $p; fi
 done
 python "$D/kernels.py" > "$D/kernels.txt"
+ONEDNN_VERBOSE=1 python "$D/verbose.py" | grep -e "^==" -e ",exec," > "$D/verbose.txt"
 python "$D/summarize.py" > "$D/summary.txt"
 # then the six-round command of results/2026-12-01_cpu_allocator/run_int8.sh as it runs now
 bertg4 bench --model random:bert_12_768_12 --task SST --engine pt --engine ort --recipe onednn-int8 --recipe int8 \
