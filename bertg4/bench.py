@@ -109,8 +109,9 @@ def record(predictor, timing: dict, **extra) -> dict:
            "model": predictor.config.name, "dtype": predictor.recipe.dtype,
            "device": predictor.device, "device_name": predictor.device_name()}
     from .pt.matmul import label
-    if label(predictor):  # which library ran a CPU predictor's float32 matmuls (bertg4.pt.matmul)
-        row["float32_matmul"] = label(predictor)
+    library = label(predictor)  # which library ran a CPU predictor's float32 matmuls (bertg4.pt.matmul)
+    if library:
+        row["float32_matmul"] = library
     row.update(timing)
     peak = getattr(predictor, "peak_memory_bytes", lambda: None)()
     row["peak_memory_mb"] = None if peak is None else peak / 2**20

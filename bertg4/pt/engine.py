@@ -114,7 +114,7 @@ class TorchPredictor(Predictor):
         self.module, self.packed_module = module, packed
         if packed is None:
             self.padding_modes = ("fixed", "longest")
-        self.torch_device = torch.device(device)
+        self.torch_device = dev
         self._vocab, self._lowercase = vocab, lowercase
         check_applicable(recipe, self.torch_device)
         self._graphs = CudaGraphs(module) if recipe.cuda_graphs else None
