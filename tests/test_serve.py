@@ -193,30 +193,63 @@ def test_a_batch_weighed_by_tokens_tokenizes_each_text_once(reference, monkeypat
     assert run_batch(reference, [], None) == []
 
 
-@pytest.mark.parametrize("rejected, lost, achieved, want", [
-    (0, 0, 120.0, 150.0),  # kept up: the service times give the capacity
-    (4, 0, 120.0, 120.0),  # could not keep up: what it achieved bounds it
-    (0, 2, 120.0, 120.0),
-    (4, 0, 160.0, 150.0),  # achieved above the service figure: no bound
-])
-def test_capacity_comes_from_a_run_near_the_first_estimate(monkeypatch, rejected, lost, achieved, want):
-    from bertg4.serve import loadtest as L
-    monkeypatch.setattr(L, "server_info", lambda url, name: {"max_batch_size": 4})
-    monkeypatch.setattr(L, "bodies_for", lambda info, texts: [b"{}"])
-    monkeypatch.setattr(L, "sequential_latency", lambda *a, **k: {"single_ms_p50": 20.0})
-    runs = []
+def _closed_run(sent_at, outcome="ok"):
+    results = [{"outcome": outcome, "latency_s": 0.02, "status": 200 if outcome == "ok" else 503,
+                "sent_at": t, "batch": str(k // 4), "batch-size": "4", "service-ms": "25.0", "replica-ms": "30.0"}
+               for k, t in enumerate(sent_at)]
+    if outcome != "ok":
+        for r in results:
+            r["error"] = '{"error": "busy"}'
+    return {"results": results, "span_s": sent_at[-1] + 0.05, "schedule_s": sent_at[-1] + 0.05,
+            "rate_per_s": len(sent_at) / (sent_at[-1] + 0.05), "concurrency": 8, "warmup_s": 0.0}
 
-    def sweep(url, name, rates, *a, **k):  # service times say 180/s at low load, 150/s near it
-        runs.append(rates[0])
-        near = len(runs) == 2
-        return [{"rate_per_s": rates[0], "capacity_per_s": 150.0 if near else 180.0, "rejected": rejected * near,
-                 "lost": lost * near, "achieved_per_s": achieved if near else rates[0], "errors": []}]
-    monkeypatch.setattr(L, "sweep", sweep)
-    cap = L.measure_capacity("http://127.0.0.1:1", "bert", ["x"])
-    assert runs == [50.0, pytest.approx(0.85 * 180.0)]  # 1 / single latency, then near the first estimate
-    assert cap["capacity_per_s"] == want and cap["capacity_first_per_s"] == 180.0
-    assert cap["capacity_service_per_s"] == 150.0 and cap["kind"] == "capacity"
-    assert ("could not keep up" in cap["capacity_source"]) == (want == achieved)
+
+def test_capacity_is_what_a_closed_loop_answers_after_its_warm_up(monkeypatch):
+    from bertg4.serve import loadtest as L
+    monkeypatch.setattr(L, "server_info", lambda url, name: {"max_batch_size": 4, "batch_wait_ms": 5.0,
+                                                             "inputs": ["text"]})
+    monkeypatch.setattr(L, "_server_gc", lambda *a: None)
+    seen = {}
+    # 50/s in the warm-up's first second, then 100/s: the capacity is the steady part's
+    sent = [k / 50 for k in range(50)] + [1.0 + k / 100 for k in range(301)]
+
+    def closed(url, bodies, concurrency, **kw):
+        seen.update(concurrency=concurrency, **kw)
+        return _closed_run(sent)
+    monkeypatch.setattr(L, "closed", closed)
+    cap = L.measure_capacity("http://127.0.0.1:1", "bert", ["x"], n_requests=400, duration_s=5.0, warmup_s=1.0)
+    assert seen["concurrency"] == 8 and seen["n_requests"] == 400 and seen["duration_s"] == 5.0  # twice the batch
+    assert cap["capacity_per_s"] == pytest.approx(100.0) and cap["rate_per_s"] == cap["capacity_per_s"]
+    assert cap["kind"] == "capacity" and cap["concurrency"] == 8 and "closed loop of 8" in cap["capacity_source"]
+    assert cap["capacity_service_per_s"] == pytest.approx(4 / 0.025)  # the batches alone: 4 per 25 ms
+    assert cap["p50_ms_simulated"] is None and cap["p99_ms_simulated"] is None  # not Poisson: not simulated
+    assert "closed loop of 3" in L.measure_capacity("http://127.0.0.1:1", "bert", ["x"], concurrency=3)["capacity_source"]
+    assert seen["concurrency"] == 3
+    monkeypatch.setattr(L, "closed", lambda *a, **k: _closed_run(sent, "rejected"))
+    with pytest.raises(RuntimeError, match="351 of 351 requests not answered.*rejected 351"):
+        L.measure_capacity("http://127.0.0.1:1", "bert", ["x"])
+    monkeypatch.setattr(L, "closed", lambda *a, **k: _closed_run([0.1, 0.2, 0.3]))
+    with pytest.raises(RuntimeError, match="sent 0 requests after its 1.0 s warm-up"):
+        L.measure_capacity("http://127.0.0.1:1", "bert", ["x"])
+    with pytest.raises(ValueError, match="warm-up of 6 s"):
+        L.measure_capacity("http://127.0.0.1:1", "bert", ["x"], duration_s=5.0, warmup_s=6)
+
+
+def test_percentile_interval_keeps_a_stall_together():
+    from bertg4.serve.loadtest import percentile_interval
+    rng = np.random.default_rng(0)
+    sent = np.sort(rng.uniform(0, 20, 2000))
+    lat = rng.uniform(10, 20, 2000)
+    lo, hi = percentile_interval(sent, lat, 50)
+    assert lo < np.percentile(lat, 50) < hi and hi - lo < 1.0  # 2000 calm requests: a narrow interval
+    stalled = lat.copy()
+    stalled[(sent > 5) & (sent < 5.3)] = 100.0  # one stall delays every request of 0.3 s
+    lo, hi = percentile_interval(sent, stalled, 99)
+    assert lo < 30 and hi >= 100  # the run's p99 hangs on that one moment: with or without it
+    single = percentile_interval(sent, stalled, 99, block_s=1e-6)  # blocks of one request each
+    assert single[0] > lo  # drawn request by request, the stall's requests never all drop out
+    assert percentile_interval([1.0, 1.1], [5.0, 6.0], 50) is None  # one block: no interval
+    assert percentile_interval([1.0], [5.0], 50) is None
 
 
 def test_the_replicas_work_between_batches_keeps_the_simulated_server_busy():
@@ -626,8 +659,22 @@ def test_loadtest_record(server, sst2_dev, tmp_path, measured):
     from bertg4.serve.command import write_outputs
     paths = write_outputs([{**r, "kind": "loadtest"}, {"kind": "summary", "task": "SST"}], str(tmp_path))
     assert [p.rsplit("/", 1)[1] for p in paths] == ["records.jsonl", "table.md", "loadtest.png"]
+    lo, hi = r["latency_ms_p99_ci90"]  # the run's own chance: a block bootstrap over its send times
+    assert lo <= r["latency_ms_p99"] <= hi and r["ci_block_s"] == 0.5
+    assert r["p99_simulated_in_ci90"] == (lo <= r["p99_ms_simulated"] <= hi)
+    assert r["mean_batch_size"] <= r["mean_batch_size_per_request"]  # per batch, as the simulator counts
     measured("serve: p50 measured / simulated at 6 req/s (ms)",
              f"{r['latency_ms_p50']:.1f} / {r['p50_ms_simulated']:.1f}")
+
+
+def test_capacity_of_a_real_server_from_a_closed_loop(server, sst2_dev):
+    from bertg4.serve import loadtest as L
+    cap = L.measure_capacity(server.url, "bert", list(sst2_dev.first), n_requests=80, duration_s=8, warmup_s=0.5)
+    assert cap["concurrency"] == 8 and cap["sent"] == cap["ok"] == 80  # twice the max batch of 4; all answered
+    assert cap["mean_batch_size"] > 2.5  # a full batch kept waiting: most batches full
+    assert cap["errors"] == [] and cap["capacity_per_s"] > 0 and cap["p99_ms_simulated"] is None
+    # the steady rate lies near what was answered over the whole loop
+    assert 0.5 < cap["capacity_per_s"] / (cap["ok"] / cap["duration_s"]) < 2.0
 
 
 def test_loadtest_command_prices_the_best_level_of_the_run(server, tmp_path):

@@ -107,8 +107,10 @@ def add_parser(sub):
     t.add_argument("--name", default="bert", help="model name (default bert)")
     t.add_argument("--rates", type=_float_list, help="requests/s, comma-separated")
     t.add_argument("--capacity-fractions", type=_float_list,
-                   help="rates as fractions of the server's capacity (max batch / its service time inside the "
-                   "replica, measured first in a short run), e.g. 0.2,0.5,0.8")
+                   help="rates as fractions of the server's capacity (what it answers per second in a closed "
+                   "loop that keeps a full batch waiting, measured first in a short run), e.g. 0.2,0.5,0.8")
+    t.add_argument("--capacity-concurrency", type=_positive_int,
+                   help="clients of that closed loop (default twice the server's max batch)")
     t.add_argument("--requests", type=_positive_int, default=300, help="timed requests per rate at most, sent after its warm-up (default 300)")
     t.add_argument("--duration", type=_positive_float, default=30.0, help="seconds per rate at most (default 30)")
     t.add_argument("--timeout", type=_positive_float, default=10.0,
@@ -331,10 +333,12 @@ def _loadtest(args) -> int:
     rates = list(args.rates or [])
     if args.capacity_fractions:
         cap = L.measure_capacity(url, args.name, texts, args.requests, min(args.duration, 10.0), args.timeout,
-                                 seed=args.seed + 100, log=print)
+                                 seed=args.seed + 100, warmup_s=min(args.warmup, 0.5 * min(args.duration, 10.0)),
+                                 concurrency=args.capacity_concurrency, log=print)
         summary["capacity_per_s"] = cap["capacity_per_s"]
-        print(f"capacity: {cap['capacity_per_s']:.1f} requests/s ({cap['capacity_source']}; first estimate "
-              f"{cap['capacity_first_per_s']:.1f}/s at {cap['capacity_first_rate_per_s']:.1f}/s)")
+        summary["capacity_service_per_s"] = cap.get("capacity_service_per_s")
+        print(f"capacity: {cap['capacity_per_s']:.1f} requests/s ({cap['capacity_source']}; the batches' service "
+              f"times inside the replica alone would allow {cap.get('capacity_service_per_s') or math.nan:.1f}/s)")
         records.append(cap)
         rates += [f * cap["capacity_per_s"] for f in args.capacity_fractions]
     if rates:

@@ -143,6 +143,42 @@ async def run_load(url: str, bodies, rate: float, n_requests: int = 200, duratio
             "rate_per_s": rate, "warmup_s": float(warmup_s)}
 
 
+async def run_closed(url: str, bodies, concurrency: int, n_requests: int = 600, duration_s: float = 10.0,
+                     timeout_s: float = 10.0, keep_bodies: bool = False) -> dict:
+    """A closed loop: ``concurrency`` clients, each sending its next request (``bodies``
+    cycled) as soon as its last one is answered, until ``n_requests`` have been sent or
+    ``duration_s`` has passed; every request ends by ``timeout_s``. With more requests in
+    flight than a batch holds, the server always has a full batch waiting when one ends, so
+    what it answers per second is its capacity, all of its own work included. Returns the
+    per-request results in send order (``sent_at``: s from the start) and the run's span."""
+    import aiohttp
+    c = int(concurrency)
+    if c < 1 or n_requests < 1 or not duration_s > 0 or not timeout_s > 0:
+        raise ValueError(f"concurrency ({concurrency!r}) and n_requests ({n_requests!r}) must be >= 1, "
+                         f"duration_s ({duration_s!r}) and timeout_s ({timeout_s!r}) positive")
+    bodies = list(bodies)
+    if not bodies:
+        raise ValueError("no request bodies to send")
+    results: list = []
+    conn = aiohttp.TCPConnector(limit=0, force_close=False)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        t0 = time.perf_counter()
+
+        async def client():
+            while len(results) < n_requests and time.perf_counter() - t0 < duration_s:
+                k = len(results)
+                slot = {"sent_at": time.perf_counter() - t0}
+                results.append(slot)
+                slot.update(await _send(session, url, bodies[k % len(bodies)], timeout_s))
+        await asyncio.gather(*(client() for _ in range(c)))
+        span = time.perf_counter() - t0
+    for r in results:
+        if not keep_bodies:
+            r.pop("body", None)
+    return {"results": results, "span_s": span, "schedule_s": span, "rate_per_s": len(results) / span,
+            "concurrency": c, "warmup_s": 0.0}
+
+
 def load(url: str, bodies, rate: float, **kw) -> dict:
     """:func:`run_load` from synchronous code (a script, a notebook: runs in a fresh thread
     when an event loop is already running there).
@@ -153,6 +189,16 @@ def load(url: str, bodies, rate: float, **kw) -> dict:
     as server latency. (Two runs at once in one process share the freeze: the first to end
     hands it back.) ``client_gc``: the collector's pauses during the run; ``wall_start`` /
     ``wall_end``: its wall-clock span, to match the server's own pauses against."""
+    return _run_sync(lambda: run_load(url, bodies, rate, **kw))
+
+
+def closed(url: str, bodies, concurrency: int, **kw) -> dict:
+    """:func:`run_closed` from synchronous code, as :func:`load` runs its open loop."""
+    return _run_sync(lambda: run_closed(url, bodies, concurrency, **kw))
+
+
+def _run_sync(make) -> dict:
+    """The coroutine ``make()`` gives, run to its end with the heap frozen (see :func:`load`)."""
     import gc
     from ..system import GcPauses, freeze_heap
     froze = gc.get_freeze_count() == 0 and freeze_heap() > 0
@@ -162,11 +208,11 @@ def load(url: str, bodies, rate: float, **kw) -> dict:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            run = asyncio.run(run_load(url, bodies, rate, **kw))
+            run = asyncio.run(make())
         else:
             import concurrent.futures
             with concurrent.futures.ThreadPoolExecutor(1) as ex:
-                run = ex.submit(asyncio.run, run_load(url, bodies, rate, **kw)).result()
+                run = ex.submit(asyncio.run, make()).result()
     finally:
         pauses.remove()
         if froze:
@@ -185,6 +231,36 @@ def _ms(seconds):
 
 def _pct(x, q):
     return float(np.percentile(x, q)) if len(x) else None
+
+
+#: seconds of send times per block of the bootstrap (:func:`percentile_interval`)
+CI_BLOCK_S = 0.5
+
+
+def percentile_interval(sent_at, values, q: float, block_s: float = CI_BLOCK_S, n_boot: int = 1000,
+                        level: float = 0.90, seed: int = 0) -> list[float] | None:
+    """A ``level`` confidence interval of the ``q``-th percentile of ``values`` by a block
+    bootstrap: the requests are cut into blocks of ``block_s`` seconds of send time, and blocks
+    (not single requests) are drawn with replacement, so that the requests one stall or burst
+    delays together stay together. A stall of one batch can make a whole run's p99 -- a few
+    requests from one moment -- and an interval drawn from single requests would then look far
+    narrower than the next run shows. None with fewer than two blocks."""
+    t = np.asarray(sent_at, dtype=float)
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2 or not block_s > 0:
+        return None
+    ids = np.floor((t - t.min()) / block_s).astype(np.int64)
+    order = np.argsort(ids, kind="stable")
+    ids, v = ids[order], v[order]
+    edges = np.flatnonzero(np.diff(ids)) + 1
+    blocks = np.split(v, edges)
+    if len(blocks) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    boot = [np.percentile(np.concatenate([blocks[k] for k in rng.integers(0, len(blocks), len(blocks))]), q)
+            for _ in range(int(n_boot))]
+    lo, hi = np.percentile(boot, [50 * (1 - level), 50 * (1 + level)])
+    return [float(lo), float(hi)]
 
 
 def _batch_key(r: dict) -> tuple:
@@ -235,6 +311,11 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
            "latency_ms_p50": _pct(lat, 50), "latency_ms_p90": _pct(lat, 90),
            "latency_ms_p99": _pct(lat, 99), "latency_ms_max": float(lat.max()) if len(lat) else None,
            "latency_ms_mean": float(lat.mean()) if len(lat) else None}
+    # how far the run's own percentiles could move by chance (another run of the same length)
+    sent = [r["sent_at"] for r in timed]
+    rec["latency_ms_p50_ci90"] = percentile_interval(sent, lat, 50, seed=seed)
+    rec["latency_ms_p99_ci90"] = percentile_interval(sent, lat, 99, seed=seed)
+    rec["ci_block_s"] = CI_BLOCK_S
     for k in ("task", "model", "engine", "recipe", "dtype", "device", "device_name", "seq_length",
               "padding", "max_batch_size", "batch_wait_ms", "max_batch_tokens", "allocator",
               "float32_matmul"):  # the replica's
@@ -261,11 +342,11 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
         tok["service"] = lambda t, a=a, b=b: a + b * t
         rec.update(service_ms_intercept=1e3 * a, service_ms_per_token=1e3 * b,
                    request_tokens_mean=float(np.mean(tok["tokens"])))
+    # the distinct batches, each once: their sizes, gaps and service times over the curve's (or the token line's)
+    distinct = {_batch_key(r): r for r in with_headers}.values()
     # one gap per batch (its answers share the replica and the batch's number), not per answer
     gaps = list({_batch_key(r): float(r["batch-gap-ms"]) / 1e3 for r in with_headers if "batch-gap-ms" in r}.values())
     gap = float(np.median(gaps)) if len(gaps) >= MIN_GAP_SAMPLES else 0.0
-    # the distinct batches, each once: their service times over the curve's (or the token line's)
-    distinct = {_batch_key(r): r for r in with_headers}.values()
     try:
         if budget:
             spread = S.service_spread([(int(r["batch-tokens"]), float(r["service-ms"]) / 1e3) for r in distinct],
@@ -280,6 +361,23 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
         spread_mean = float(np.mean(spread))
         spread = spread / spread_mean
 
+    measured = {
+        # requests per batch over the batches, as the simulator counts them (a request's own batch is
+        # larger on average: a batch of four answers four requests)
+        "mean_batch_size": float(np.mean([int(r["batch-size"]) for r in distinct])),
+        "mean_batch_size_per_request": float(np.mean([k for k, _ in batches])),
+        "service_ms_curve": {str(k): 1e3 * v for k, v in curve.items()},
+        "overhead_ms_p50": _pct(overhead * 1e3, 50), "overhead_ms_p99": _pct(overhead * 1e3, 99),
+        "replica_ms_p50": _pct([float(r["replica-ms"]) for r in with_headers], 50),
+        "batch_gap_ms_p50": _pct(np.array(gaps) * 1e3, 50), "batch_gap_samples": len(gaps),
+        "simulated_gap_ms": 1e3 * gap,
+    }
+    if run.get("concurrency"):  # a closed loop: its arrivals are the answers' own, not Poisson's
+        service_cap = S.capacity(curve, B, gap) if not budget else \
+            S.token_capacity(tok["service"], int(budget), tok["tokens"], seed=seed, gap_s=gap)
+        return {**rec, **measured, "concurrency": run["concurrency"], "capacity_service_per_s": service_cap,
+                "p50_ms_simulated": None, "p99_ms_simulated": None, "p50_rel_error": None, "p99_rel_error": None}
+
     def simulated(factors):
         out = S.simulate(curve, run["rate_per_s"], int(budget or B), wait_s, overhead, n_requests=n_sim, seed=seed,
                          timer=timer, gap_s=gap, spread=factors, **tok)
@@ -289,13 +387,8 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
     sim = simulated(None)  # the mean curve: the headline
     with_spread = simulated(spread) if spread is not None else None  # with the measured variability
     rec.update({
-        "mean_batch_size": float(np.mean([k for k, _ in batches])),
-        "service_ms_curve": {str(k): 1e3 * v for k, v in curve.items()},
+        **measured,
         "capacity_per_s": sim["capacity_per_s"],
-        "overhead_ms_p50": _pct(overhead * 1e3, 50), "overhead_ms_p99": _pct(overhead * 1e3, 99),
-        "replica_ms_p50": _pct([float(r["replica-ms"]) for r in with_headers], 50),
-        "batch_gap_ms_p50": _pct(np.array(gaps) * 1e3, 50), "batch_gap_samples": len(gaps),
-        "simulated_gap_ms": 1e3 * gap,
         "simulator_timer": timer,
         "simulated_stable": sim["stable"],
         "p50_ms_simulated": _ms(sim["latency_s_p50"]), "p90_ms_simulated": _ms(sim["latency_s_p90"]),
@@ -314,6 +407,8 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
         for key, s in ((f"{q}_rel_error", rec[f"{q}_ms_simulated"]),
                        (f"{q}_rel_error_spread", rec[f"{q}_ms_simulated_spread"])):
             rec[key] = (s - m) / m if m and s is not None else None
+        ci, sim = rec[f"latency_ms_{q}_ci90"], rec[f"{q}_ms_simulated"]
+        rec[f"{q}_simulated_in_ci90"] = None if ci is None or sim is None else bool(ci[0] <= sim <= ci[1])
     return rec
 
 
@@ -386,41 +481,47 @@ def sweep(url: str, name: str, rates, texts, n_requests: int = 200, duration_s: 
     return out
 
 
-def measure_capacity(url: str, name: str, texts, n_requests: int = 300, duration_s: float = 10.0,
-                     timeout_s: float = 10.0, seed: int = 100, near: float = 0.85, log=None) -> dict:
-    """The server's capacity: ``max_batch / service(max_batch)`` with the batch service times
-    measured inside the replica, in two bounded runs: a first at the rate a server without
-    batching could sustain (1 / single-request latency), then, from that first estimate, a
-    second at ``near`` times it, whose service times (more full batches, and the replica's CPU
-    shared with the requests of a loaded server) give the capacity. The record of the second
-    run is returned with ``capacity_per_s`` (and the first estimate, ``capacity_first_per_s``);
-    on a 2-core machine the first alone came out above the rate the server sustained under load.
-    If the second run could not keep up (a request rejected or lost), what it achieved bounds
-    the capacity: the service times inside the replica leave out the work around the batcher
-    that the replica's CPU also does (``capacity_service_per_s`` keeps their figure).
-    (A flood above capacity measures something else on a small machine: the proxy and the load
-    generator answering 503s take the replica's CPU time.)"""
+def measure_capacity(url: str, name: str, texts, n_requests: int = 600, duration_s: float = 10.0,
+                     timeout_s: float = 10.0, seed: int = 100, warmup_s: float = 1.0, concurrency: int | None = None,
+                     log=None) -> dict:
+    """The server's capacity: the requests per second it answers in a closed loop
+    (:func:`run_closed`) of ``concurrency`` clients (default: twice its max batch), so that a
+    full batch is always waiting when one ends -- every request of one text, at most
+    ``n_requests`` over at most ``duration_s``. The answers to requests sent after ``warmup_s``
+    over the time they were sent in are ``capacity_per_s``: everything the replica's CPU does
+    is in it (answering, reading and forming batches, the HTTP stack), and on a small machine
+    the load generator's share too. ``capacity_service_per_s`` is what the batches' service
+    times measured inside the replica (and the gap between them) would allow alone.
+
+    A closed loop sends no more than the server answers, so it stays within the server's queue
+    bounds (``max_ongoing_requests`` defaults to four batches): a flood of 503s would measure
+    the proxy and the load generator instead. A request rejected, failed or lost in it is an
+    error: the capacity would not be the server's."""
     info = server_info(url, name)
-    single = sequential_latency(f"{url}/v2/models/{name}/infer", bodies_for(info, texts), n=10, timeout_s=timeout_s)
-    first = sweep(url, name, [1e3 / single["single_ms_p50"]], texts, n_requests, duration_s, timeout_s, 0.0, seed,
-                  log=log)[0]
-    if not first.get("capacity_per_s"):
-        raise RuntimeError(f"no answers to measure the capacity with: {first['errors']}")
-    rec = sweep(url, name, [near * first["capacity_per_s"]], texts, n_requests, duration_s, timeout_s, 0.0,
-                seed + 1, log=log)[0]
-    if not rec.get("capacity_per_s"):
-        raise RuntimeError(f"no answers to measure the capacity with at {rec['rate_per_s']:.1f}/s: {rec['errors']}")
-    source = ("token budget: requests per full batch in arrival order over its service time (a line in "
-              "tokens), measured in the replica" if info.get("max_batch_tokens") else
-              "max_batch / service(max_batch), service times measured in the replica")
-    service_cap = rec["capacity_per_s"]
-    if (rec["rejected"] or rec["lost"]) and 0 < rec["achieved_per_s"] < service_cap:
-        rec["capacity_per_s"] = rec["achieved_per_s"]
-        source = (f"the throughput achieved at {rec['rate_per_s']:.1f}/s, which could not keep up: "
-                  f"{rec['rejected']} requests rejected and {rec['lost']} lost (below {source}: {service_cap:.1f}/s)")
-    rec.update(kind="capacity", single_ms_p50=single["single_ms_p50"], capacity_first_per_s=first["capacity_per_s"],
-               capacity_first_rate_per_s=first["rate_per_s"], capacity_service_per_s=service_cap,
-               capacity_source=source)
+    B = int(info.get("max_batch_size") or 1)
+    c = int(concurrency or 2 * B)
+    if not 0 <= warmup_s < duration_s:
+        raise ValueError(f"warm-up of {warmup_s} s must be >= 0 and shorter than the run's {duration_s} s")
+    run = closed(f"{url}/v2/models/{name}/infer", bodies_for(info, texts), c, n_requests=n_requests,
+                 duration_s=duration_s, timeout_s=timeout_s)
+    rec = load_record(run, {**info, "gc": _server_gc(url, name, timeout_s)}, warmup_s=warmup_s, seed=seed)
+    res = run["results"]
+    bad = [r for r in res if r["outcome"] != "ok"]
+    if bad:
+        raise RuntimeError(f"the closed loop of {c} clients got {len(bad)} of {len(res)} requests not answered "
+                           f"(rejected {rec['rejected']}, failed {rec['failed']}, lost {rec['lost']}): "
+                           f"{rec['errors']}; the capacity would not be the server's (fewer clients: "
+                           "--capacity-concurrency)")
+    steady = [r["sent_at"] for r in res if r["sent_at"] >= warmup_s]
+    if len(steady) < 2 or steady[-1] <= warmup_s:
+        raise RuntimeError(f"the closed loop sent {len(steady)} requests after its {warmup_s} s warm-up: too few to "
+                           "measure a capacity with (more --requests or a longer --duration)")
+    cap = (len(steady) - 1) / (steady[-1] - warmup_s)
+    rec.update(kind="capacity", rate_per_s=cap, capacity_per_s=cap,
+               capacity_source=f"answered per second in a closed loop of {c} clients (twice the max batch "
+               f"of {B} by default), after a {warmup_s:g} s warm-up")
+    if log:
+        log(format_line(rec))
     return rec
 
 
@@ -495,15 +596,20 @@ def _gc_cell(r: dict) -> str:
 
 
 def format_table(records: list[dict]) -> str:
-    head = ("| run | rate/s | sent | ok | rejected | failed | lost | achieved/s | p50 ms | p90 ms | p99 ms | max ms "
+    head = ("| run | rate/s | sent | ok | rejected | failed | lost | achieved/s | p50 ms | p90 ms | p99 ms "
+            "| p99 90% interval | max ms "
             "| sim p50 ms | sim p99 ms | p50 err | p99 err | mean batch | GC pauses >= 5 ms, server/client |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 
     def f(x, spec=".1f"):
         return "—" if x is None else format(x, spec)
+
+    def ci(x):
+        return "—" if not x else f"{x[0]:.1f}-{x[1]:.1f}"
     rows = [f"| {r.get('kind', 'loadtest')} | {r['rate_per_s']:.2f} | {r['sent']} | {r['ok']} | {r['rejected']} | {r['failed']} | {r['lost']} "
             f"| {r['achieved_per_s']:.2f} | {f(r['latency_ms_p50'])} | {f(r['latency_ms_p90'])} "
-            f"| {f(r['latency_ms_p99'])} | {f(r['latency_ms_max'])} | {f(r.get('p50_ms_simulated'))} "
+            f"| {f(r['latency_ms_p99'])} | {ci(r.get('latency_ms_p99_ci90'))} | {f(r['latency_ms_max'])} "
+            f"| {f(r.get('p50_ms_simulated'))} "
             f"| {f(r.get('p99_ms_simulated'))} | {f(r.get('p50_rel_error'), '+.0%')} "
             f"| {f(r.get('p99_rel_error'), '+.0%')} | {f(r.get('mean_batch_size'), '.2f')} | {_gc_cell(r)} |"
             for r in records]
