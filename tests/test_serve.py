@@ -252,6 +252,34 @@ def test_percentile_interval_keeps_a_stall_together():
     assert percentile_interval([1.0], [5.0], 50) is None
 
 
+def test_a_bounded_server_turns_requests_away_instead_of_queueing_them():
+    curve = {1: 0.010, 2: 0.015, 3: 0.020, 4: 0.025}  # 160/s with full batches
+    free, _ = S.batch_latencies(curve, 120.0, 4, 0.002, n_requests=4000, seed=3)
+    roomy, _ = S.batch_latencies(curve, 120.0, 4, 0.002, n_requests=4000, seed=3, limit=4000)
+    np.testing.assert_array_equal(free, roomy)  # a bound never reached changes nothing
+    lat, sizes = S.batch_latencies(curve, 400.0, 4, 0.002, n_requests=4000, seed=3, limit=12)
+    away = np.isnan(lat)
+    assert 0.4 < away.mean() < 0.8 and sizes.sum() == (~away).sum()  # 2.5 x capacity: most turned away
+    # nobody let in waits behind more than the bound: the two batches ahead and its own at most
+    assert np.nanmax(lat) <= 3 * 0.025 + 0.002 + 1e-9
+    over = S.simulate(curve, 400.0, 4, 0.002, n_requests=4000, limit=12)
+    assert not over["stable"] and over["limit"] == 12 and 0.4 < over["rejected_fraction"] < 0.8
+    assert over["latency_s_p99"] <= 3 * 0.025 + 0.002 + 1e-9  # percentiles of those let in, bounded
+    assert S.simulate(curve, 50.0, 4, 0.002, n_requests=2000, limit=32)["rejected_fraction"] == 0.0
+    with pytest.raises(ValueError, match="limit"):
+        S.batch_latencies(curve, 50.0, 4, limit=0)
+    from bertg4.serve.loadtest import queue_limit
+    assert queue_limit({"max_ongoing_requests": 16, "max_queued_requests": 16}) == 32
+    assert queue_limit({"max_ongoing_requests": 16, "max_queued_requests": -1}) is None  # unbounded
+    assert queue_limit({}) is None  # a server that does not say
+    from bertg4.serve.app import _queue_bounds
+
+    class Config:
+        max_ongoing_requests, max_queued_requests = 8, -1
+    assert _queue_bounds(Config()) == {"max_ongoing_requests": 8, "max_queued_requests": -1}
+    assert _queue_bounds(None) == {"max_ongoing_requests": None, "max_queued_requests": None}
+
+
 def test_the_replicas_work_between_batches_keeps_the_simulated_server_busy():
     curve = {1: 0.010, 2: 0.015, 3: 0.020, 4: 0.025}
     assert S.capacity(curve, 4, gap_s=0.005) == pytest.approx(4 / 0.030) and S.capacity(curve, 4) == 4 / 0.025
@@ -541,6 +569,8 @@ def test_routes(server):
     held = ("glibc: freed memory kept", "set by the environment") if platform.libc_ver()[0] == "glibc" else ("default",)
     assert meta["parameters"]["allocator"].startswith(held)
     assert meta["parameters"]["float32_matmul"] == "default"  # a baseline pt predictor on a CPU
+    # the bounded queues it runs under (4 x the max batch each by default): the simulator's limit
+    assert (meta["parameters"]["max_ongoing_requests"], meta["parameters"]["max_queued_requests"]) == (16, 16)
     # the replica froze its warmed-up heap, and says what its collector has done since
     gc = meta["parameters"]["gc"]
     assert meta["parameters"]["freeze_gc"] is True and gc["frozen_objects"] > 10_000
@@ -663,6 +693,7 @@ def test_loadtest_record(server, sst2_dev, tmp_path, measured):
     assert lo <= r["latency_ms_p99"] <= hi and r["ci_block_s"] == 0.5
     assert r["p99_simulated_in_ci90"] == (lo <= r["p99_ms_simulated"] <= hi)
     assert r["mean_batch_size"] <= r["mean_batch_size_per_request"]  # per batch, as the simulator counts
+    assert r["simulated_limit"] == 32 and r["rejected_fraction"] == r["rejected_fraction_simulated"] == 0.0
     measured("serve: p50 measured / simulated at 6 req/s (ms)",
              f"{r['latency_ms_p50']:.1f} / {r['p50_ms_simulated']:.1f}")
 

@@ -58,6 +58,16 @@ DEFAULTS = {"name": "bert", "model": "embedded", "task": "SST", "engine": "pt", 
             "max_body_bytes": Limits.max_body_bytes}
 
 
+def _queue_bounds(config) -> dict:
+    """``max_ongoing_requests`` and ``max_queued_requests`` of a replica's deployment config
+    (None each where it does not say): past both, Serve answers 503."""
+    out = {}
+    for k in ("max_ongoing_requests", "max_queued_requests"):
+        v = getattr(config, k, None)
+        out[k] = int(v) if isinstance(v, int) else None
+    return out
+
+
 def load_predictor(spec: dict):
     """The predictor a spec names: ``bertg4.load`` arguments, or an export directory."""
     if spec.get("exported_model"):
@@ -254,6 +264,8 @@ def build_deployment():
             self.node = ray.get_runtime_context().get_node_id()
             ctx = serve.get_replica_context()
             self.replica = ctx.replica_id.unique_id
+            # the bounded queues this replica runs under, whoever set them (serve, a Serve config)
+            self.bounds = _queue_bounds(getattr(ctx, "_deployment_config", None))
             example = ("a warm-up sentence", "another one") if self.predictor.task.pair else "a warm-up sentence"
             if self.predictor.task.kind == "qa":
                 example = ("what is warmed up?", "the model is warmed up before serving.")
@@ -271,6 +283,7 @@ def build_deployment():
                 "float32_matmul": _matmul_label(self.predictor),
                 "max_batch_size": int(spec["max_batch_size"]), "batch_wait_ms": float(spec["batch_wait_ms"]),
                 "max_batch_tokens": self.max_batch_tokens, "freeze_gc": bool(spec["freeze_gc"]),
+                **self.bounds,
                 "max_texts": self.limits.max_texts, "max_chars": self.limits.max_chars,
                 "max_body_bytes": self.limits.max_body_bytes,
                 "spec": {k: spec[k] for k in ("model", "task", "engine", "recipe", "dtype", "device", "seq_length",

@@ -14,7 +14,10 @@ so ``sent == ok + rejected + failed + lost``. :func:`load_record` turns a run in
 record: counts, latency p50/p90/p99/max of the ``ok`` answers, achieved throughput, what
 the replica reported (batch sizes, service times, the serving overhead around the
 batcher) and the simulated p50/p99 (:mod:`bertg4.serve.simulate`) fed with those
-measurements.
+measurements, beside a block-bootstrap interval of the measured ones
+(:func:`percentile_interval`). The server's capacity, which ``--capacity-fractions`` loads at
+fractions of, comes from a closed loop instead (:func:`run_closed`, :func:`measure_capacity`):
+clients that send again as soon as they are answered, so that a full batch always waits.
 """
 from __future__ import annotations
 
@@ -298,6 +301,8 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
     ``server``: the model metadata's ``parameters`` (task, model, engine, batching).
     Requests sent in the first ``warmup_s`` count in ``sent`` etc. but not in the latency
     statistics. The simulation uses the service curve and the overhead samples of this run.
+    A closed-loop run (:func:`run_closed`: ``run["concurrency"]``) is measured the same way but
+    not simulated: its arrivals are its own answers, not Poisson's.
     """
     res = run["results"]
     counts = {k: sum(r["outcome"] == k for r in res) for k in OUTCOMES}
@@ -318,7 +323,7 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
     rec["ci_block_s"] = CI_BLOCK_S
     for k in ("task", "model", "engine", "recipe", "dtype", "device", "device_name", "seq_length",
               "padding", "max_batch_size", "batch_wait_ms", "max_batch_tokens", "allocator",
-              "float32_matmul"):  # the replica's
+              "float32_matmul", "max_ongoing_requests", "max_queued_requests"):  # the replica's
         rec[k] = server.get(k)
     rec.update(gc_fields(run, server))
     errors = sorted({r.get("error", "")[:120] for r in res if r["outcome"] != "ok"})
@@ -378,10 +383,12 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
         return {**rec, **measured, "concurrency": run["concurrency"], "capacity_service_per_s": service_cap,
                 "p50_ms_simulated": None, "p99_ms_simulated": None, "p50_rel_error": None, "p99_rel_error": None}
 
+    limit = queue_limit(server)
+
     def simulated(factors):
         out = S.simulate(curve, run["rate_per_s"], int(budget or B), wait_s, overhead, n_requests=n_sim, seed=seed,
-                         timer=timer, gap_s=gap, spread=factors, **tok)
-        if not out["stable"]:  # at or past capacity the queue grows without bound: no percentiles to predict
+                         timer=timer, gap_s=gap, spread=factors, limit=limit, **tok)
+        if not out["stable"] and limit is None:  # at or past capacity an unbounded queue grows without end
             out.update(latency_s_p50=math.nan, latency_s_p90=math.nan, latency_s_p99=math.nan)
         return out
     sim = simulated(None)  # the mean curve: the headline
@@ -394,6 +401,9 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
         "p50_ms_simulated": _ms(sim["latency_s_p50"]), "p90_ms_simulated": _ms(sim["latency_s_p90"]),
         "p99_ms_simulated": _ms(sim["latency_s_p99"]),
         "mean_batch_size_simulated": sim["mean_batch_size"],
+        # the server's bound on requests held, which the simulated server turns requests away at too
+        "simulated_limit": limit, "rejected_fraction": counts["rejected"] / len(res) if res else None,
+        "rejected_fraction_simulated": sim["rejected_fraction"],
         # beside it, the same simulation with each batch's service time drawn from the measured spread
         "service_spread_batches": 0 if spread is None else len(spread),
         "service_spread_mean_raw": spread_mean,  # before the factors were scaled to average 1
@@ -410,6 +420,17 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
         ci, sim = rec[f"latency_ms_{q}_ci90"], rec[f"{q}_ms_simulated"]
         rec[f"{q}_simulated_in_ci90"] = None if ci is None or sim is None else bool(ci[0] <= sim <= ci[1])
     return rec
+
+
+def queue_limit(server: dict) -> int | None:
+    """The most requests one replica holds before Serve answers 503: ``max_ongoing_requests``
+    (running, or waiting in the replica's batcher) plus ``max_queued_requests`` (waiting for one
+    of those places), as the server's metadata reports them; None when it does not, or when the
+    queue is unbounded (``max_queued_requests`` -1)."""
+    ongoing, queued = server.get("max_ongoing_requests"), server.get("max_queued_requests")
+    if not isinstance(ongoing, int) or not isinstance(queued, int) or queued < 0:
+        return None
+    return ongoing + queued
 
 
 def server_info(url: str, name: str, timeout_s: float = 10.0) -> dict:

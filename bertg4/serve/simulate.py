@@ -38,9 +38,10 @@ Three refinements over the offline model (:func:`bertg4.cost.simulate` with a be
 """
 from __future__ import annotations
 
-import bisect
+import heapq
+import itertools
 import math
-from collections import defaultdict
+from collections import defaultdict, deque
 
 import numpy as np
 
@@ -106,7 +107,7 @@ def _draw_tokens(tokens, n: int, seed: int) -> np.ndarray:
 
 def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0, n_requests: int = 20_000,
                     seed: int = 0, timer: str = "idle", tokens=None, service=None,
-                    gap_s: float = 0.0, spread=None) -> tuple[np.ndarray, np.ndarray]:
+                    gap_s: float = 0.0, spread=None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-request latency (arrival to end of its batch) and batch sizes under Poisson load;
     after each batch the server stays busy ``gap_s`` more (the replica's work between batches).
     ``spread``: factors (:func:`service_spread`) each batch's service time is multiplied by,
@@ -114,6 +115,11 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
 
     ``timer="arrival"`` is :func:`bertg4.cost.simulate`'s rule; ``"idle"`` is
     ``@serve.batch`` beside a model that holds the event loop (see the module docstring).
+
+    ``limit``: the most requests the server holds at once, waiting or in a batch (Serve's
+    ``max_ongoing_requests`` plus ``max_queued_requests``); a request arriving when it holds
+    that many is turned away (a 503), and its latency is NaN. None: no bound, every request
+    waits its turn however long the queue.
 
     With ``tokens`` (token counts to draw each request's from) a batch holds requests while
     their tokens fit in ``max_batch`` (a token budget, as ``batch_size_fn`` counts them), and
@@ -127,6 +133,8 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
         raise ValueError(f"timer must be one of {TIMERS}, got {timer!r}")
     if not (rate > 0 and math.isfinite(rate)):
         raise ValueError(f"rate must be positive requests per second, got {rate!r}")
+    if limit is not None and not (isinstance(limit, (int, np.integer)) and limit >= 1):
+        raise ValueError(f"limit (requests the server holds at most) must be an integer >= 1 or None, got {limit!r}")
     g = _check_gap(gap_s)
     f = _check_spread(spread)
     a = cost._arrivals(int(n_requests), float(rate), seed).tolist()
@@ -140,61 +148,103 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
         pool = np.asarray(tokens, dtype=np.int64)
         if not len(pool) or pool.min() < 1 or pool.max() > B or service is None:
             raise ValueError(f"token counts must lie in 1..{B} (the budget), with a service(tokens) function")
-        c = _draw_tokens(pool, n, seed)
-        prefix = np.concatenate([[0], np.cumsum(c)]).tolist()
-    ends, sizes = [], []
-    i, free = 0, 0.0
-    inf = math.inf
-    while i < n:
-        if c is None:  # count requests: full at the B-th
-            j = min(i + B, n) - 1
-            full_at = a[j] if j - i + 1 == B else inf
-        else:  # count tokens: full when the budget is reached, or at the first request that does not fit
-            j = bisect.bisect_right(prefix, prefix[i] + B, i + 1, n + 1) - 2
-            full_at = a[j] if prefix[j + 1] - prefix[i] == B else (a[j + 1] if j + 1 < n else inf)
+        c = _draw_tokens(pool, n, seed).tolist()
+    lat = [math.nan] * n
+    sizes = []
+    queue = deque()  # requests let in, not yet in a batch (indices, in arrival order)
+    held = []  # end times of the requests in batches that have not ended yet (a heap; with a limit only)
+    bound = math.inf if limit is None else int(limit)
+    nxt, free = 0, 0.0
+
+    def admit(t):
+        """Every arrival up to ``t`` joins the queue, or is turned away when the server holds ``limit``."""
+        nonlocal nxt
+        while nxt < n and a[nxt] <= t:
+            if limit is not None:
+                while held and held[0] <= a[nxt]:
+                    heapq.heappop(held)
+            if len(held) + len(queue) < bound:
+                queue.append(nxt)
+            nxt += 1
+
+    def fit():
+        """How many queued requests, from the first, one batch takes, and when it became full
+        (the B-th request's arrival, the arrival that filled the token budget or the first that
+        did not fit it; inf while neither has arrived)."""
+        if c is None:
+            return (B, a[queue[B - 1]]) if len(queue) >= B else (len(queue), math.inf)
+        total = k = 0
+        for idx in itertools.islice(queue, B + 1):  # every request holds at least one token
+            if total + c[idx] > B:
+                return k, a[idx]
+            total += c[idx]
+            k += 1
+            if total == B:
+                return k, a[idx]
+        return k, math.inf
+
+    while True:
+        if not queue:
+            if nxt >= n:
+                break
+            admit(a[nxt])  # the next arrival (turned away if the server is full)
+            continue
+        first = a[queue[0]]
         if timer == "arrival":
-            trigger = min(a[i] + w, full_at)
-            start = free if free > trigger else trigger
+            admit(first + w)
+            _, full_at = fit()
+            start = max(free, min(first + w, full_at))
         else:
-            t0 = max(a[i], free)
+            t0 = max(first, free)
+            admit(t0 + w)
+            _, full_at = fit()
             start = t0 + w
             if max(full_at, t0) < start:
                 start = max(full_at, t0)
-        end = bisect.bisect_right(a, start, i, j + 1)
-        took = s[end - i] if c is None else float(service(prefix[end] - prefix[i]))
+        admit(start)
+        k, _ = fit()
+        members = [idx for idx in itertools.islice(queue, k) if a[idx] <= start]
+        took = s[len(members)] if c is None else float(service(sum(c[idx] for idx in members)))
         if factor is not None:
-            took *= factor[len(ends)]
+            took *= factor[len(sizes)]
         done = start + took
-        ends.append(done)
+        for idx in members:
+            queue.popleft()
+            lat[idx] = done - a[idx]
+            if limit is not None:
+                heapq.heappush(held, done)
+        sizes.append(len(members))
         free = done + g
-        sizes.append(end - i)
-        i = end
-    latency = np.repeat(np.asarray(ends), sizes) - np.asarray(a)
-    return latency, np.asarray(sizes)
+    return np.asarray(lat), np.asarray(sizes)
 
 
 def simulate(curve, rate: float, max_batch: int, max_wait_s: float = 0.0, overhead_s=None,
              n_requests: int = 20_000, seed: int = 0, timer: str = "idle",
              warmup_fraction: float = 0.05, tokens=None, service=None, gap_s: float = 0.0,
-             spread=None) -> dict:
+             spread=None, limit: int | None = None) -> dict:
     """Latency percentiles a server would show at ``rate``: the batcher simulated, plus
     ``overhead_s`` (measured per-request samples of the path around it, or None).
     ``tokens``/``service``: a token budget of ``max_batch``; ``gap_s``: the replica's work
     after each batch; ``spread``: the measured batches' variability (see :func:`batch_latencies`).
+    ``limit``: the most requests the server holds (the rest turned away, ``rejected_fraction``;
+    the percentiles are those of the requests let in, as a load record's are of its ``ok``).
     The capacity is the mean curve's: pass factors that average 1 (the load records scale them so)."""
     lat, sizes = batch_latencies(curve, rate, max_batch, max_wait_s, n_requests, seed, timer, tokens, service,
-                                 gap_s, spread)
+                                 gap_s, spread, limit)
     kept = lat[int(warmup_fraction * len(lat)):]
     if overhead_s is not None and len(overhead_s):
         extra = np.asarray(overhead_s, dtype=float)
         kept = kept + np.random.default_rng(seed + 1).choice(extra, size=len(kept), replace=True)
+    turned_away = np.isnan(kept)
+    rejected = float(turned_away.mean()) if len(kept) else 0.0
+    kept = kept[~turned_away]
     p50, p90, p99 = np.percentile(kept, [50, 90, 99])
     cap = capacity(curve, max_batch, gap_s) if tokens is None else \
         token_capacity(service, max_batch, tokens, seed=seed, gap_s=gap_s)
     return {"rate_per_s": float(rate), "latency_s_p50": float(p50), "latency_s_p90": float(p90),
             "latency_s_p99": float(p99), "latency_s_mean": float(kept.mean()),
             "mean_batch_size": float(np.mean(sizes)), "capacity_per_s": cap,
-            "stable": rate < cap, "timer": timer}
+            "stable": rate < cap, "timer": timer, "limit": limit, "rejected_fraction": rejected}
 
 
 def token_service(samples) -> tuple[float, float]:
