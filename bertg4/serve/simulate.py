@@ -35,6 +35,12 @@ Three refinements over the offline model (:func:`bertg4.cost.simulate` with a be
   batches whose requests were waiting, so that no wait of the batcher's timer is in it; not
   with a token budget). The simulated server stays busy for the median gap after each batch,
   without delaying that batch's own answers.
+- **The server's bounded queues** (``limit``): a replica holds at most ``max_ongoing_requests``
+  requests in its handler (the batcher's queue and the running batch) and
+  ``max_queued_requests`` more waiting for a place; past both, Serve answers 503. The simulated
+  server turns a request away when it holds ``limit`` requests, so that near capacity the
+  simulated latencies are those of the requests let in, as the measured ones are, and the share
+  turned away can be set beside the measured one.
 """
 from __future__ import annotations
 
