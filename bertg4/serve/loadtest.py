@@ -402,7 +402,8 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
         "p99_ms_simulated": _ms(sim["latency_s_p99"]),
         "mean_batch_size_simulated": sim["mean_batch_size"],
         # the server's bound on requests held, which the simulated server turns requests away at too
-        "simulated_limit": limit, "rejected_fraction": counts["rejected"] / len(res) if res else None,
+        # of the requests sent after the warm-up, as the simulated share leaves out its own first part
+        "simulated_limit": limit, "rejected_fraction": _share_rejected(res, warmup_s),
         "rejected_fraction_simulated": sim["rejected_fraction"],
         # beside it, the same simulation with each batch's service time drawn from the measured spread
         "service_spread_batches": 0 if spread is None else len(spread),
@@ -420,6 +421,11 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
         ci, sim = rec[f"latency_ms_{q}_ci90"], rec[f"{q}_ms_simulated"]
         rec[f"{q}_simulated_in_ci90"] = None if ci is None or sim is None else bool(ci[0] <= sim <= ci[1])
     return rec
+
+
+def _share_rejected(results: list, warmup_s: float) -> float | None:
+    after = [r for r in results if r["sent_at"] >= warmup_s]
+    return sum(r["outcome"] == "rejected" for r in after) / len(after) if after else None
 
 
 def queue_limit(server: dict) -> int | None:
@@ -538,7 +544,8 @@ def measure_capacity(url: str, name: str, texts, n_requests: int = 600, duration
         raise RuntimeError(f"the closed loop sent {len(steady)} requests after its {warmup_s} s warm-up: too few to "
                            "measure a capacity with (more --requests or a longer --duration)")
     cap = (len(steady) - 1) / (steady[-1] - warmup_s)
-    rec.update(kind="capacity", rate_per_s=cap, capacity_per_s=cap,
+    rec.setdefault("capacity_service_per_s", None)  # (a server whose answers say nothing of their batches)
+    rec.update(kind="capacity", rate_per_s=cap, capacity_per_s=cap, concurrency=c,
                capacity_source=f"answered per second in a closed loop of {c} clients (twice the max batch "
                f"of {B} by default), after a {warmup_s:g} s warm-up")
     if log:

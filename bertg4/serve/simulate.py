@@ -162,10 +162,14 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
     bound = math.inf if limit is None else int(limit)
     nxt, free = 0, 0.0
 
-    def admit(t):
-        """Every arrival up to ``t`` joins the queue, or is turned away when the server holds ``limit``."""
+    def admit(t, until_full=False):
+        """Every arrival up to ``t`` joins the queue, or is turned away when the server holds
+        ``limit``; ``until_full``: stop once the queue holds a full batch, so that no arrival
+        after the batch's start is counted against requests that batch may have answered."""
         nonlocal nxt
         while nxt < n and a[nxt] <= t:
+            if until_full and fit()[1] < math.inf:
+                return
             if limit is not None:
                 while held and held[0] <= a[nxt]:
                     heapq.heappop(held)
@@ -197,12 +201,12 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
             continue
         first = a[queue[0]]
         if timer == "arrival":
-            admit(first + w)
+            admit(first + w, until_full=True)
             _, full_at = fit()
             start = max(free, min(first + w, full_at))
         else:
             t0 = max(first, free)
-            admit(t0 + w)
+            admit(t0 + w, until_full=True)
             _, full_at = fit()
             start = t0 + w
             if max(full_at, t0) < start:

@@ -5,7 +5,7 @@
 # measures, the simulated server turns requests away at the replica's bounded queues, and each
 # level sends up to 2,000 timed requests (600 before), so that its p99 rests on about 20
 # requests instead of 6. Run from the repository root on a quiet machine:
-#   bash results/2026-12-02_cpu_serving_closed_loop_capacity/run.sh [OUT]      # about 25 minutes
+#   bash results/2026-12-02_cpu_serving_closed_loop_capacity/run.sh [OUT]      # about 27 minutes
 set -u
 OUT=${1:-results/2026-12-02_cpu_serving_closed_loop_capacity}
 . "$(dirname "$0")/../../scripts/serve_ready.sh"
