@@ -645,16 +645,27 @@ def format_table(records: list[dict]) -> str:
 
 
 def plot(records: list[dict], ax=None):
-    """Measured (solid) and simulated (dashed) p50 and p99 latency against the offered rate."""
+    """Measured (solid, with the 90 % interval of each measured percentile as an error bar where the
+    record has one) and simulated (dashed) p50 and p99 latency against the offered rate. The
+    closed-loop capacity record is left out: its rate is what the server answered, not an offered
+    Poisson rate."""
     import matplotlib.pyplot as plt
-    rs = sorted((r for r in records if r.get("latency_ms_p50") is not None), key=lambda r: r["rate_per_s"])
+    rs = sorted((r for r in records if r.get("latency_ms_p50") is not None and r.get("kind") != "capacity"),
+                key=lambda r: r["rate_per_s"])
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 4))
     else:
         fig = ax.figure
     x = [r["rate_per_s"] for r in rs]
     for q, color in (("p50", "tab:blue"), ("p99", "tab:red")):
-        ax.plot(x, [r[f"latency_ms_{q}"] for r in rs], "o-", color=color, label=f"{q} measured")
+        y = [r[f"latency_ms_{q}"] for r in rs]
+        lo, hi = [], []
+        for r, v in zip(rs, y):
+            ci = r.get(f"latency_ms_{q}_ci90")
+            lo.append(v - ci[0] if ci else 0.0)
+            hi.append(ci[1] - v if ci else 0.0)
+        ax.errorbar(x, y, yerr=[lo, hi], fmt="o-", color=color, capsize=3,
+                    label=f"{q} measured (90 % interval)")
         ax.plot(x, [r.get(f"{q}_ms_simulated") for r in rs], "s--", color=color, alpha=0.7,
                 label=f"{q} simulated")
     if rs:
