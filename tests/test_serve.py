@@ -262,16 +262,18 @@ def test_the_figure_shows_the_measured_intervals_and_leaves_the_closed_loop_out(
              "latency_ms_p50_ci90": [19.0, 22.0], "latency_ms_p99_ci90": [45.0, 60.0],
              "p50_ms_simulated": 21.0, "p99_ms_simulated": 48.0},
             {"kind": "find_max", "rate_per_s": 90.0, "latency_ms_p50": 30.0, "latency_ms_p99": 70.0,
-             "p50_ms_simulated": 33.0, "p99_ms_simulated": 66.0}]  # no interval: no bar
+             "p50_ms_simulated": 33.0, "p99_ms_simulated": 66.0},  # no interval: no bar
+            {"kind": "loadtest", "rate_per_s": 60.0, "latency_ms_p50": 25.0, "latency_ms_p99": 55.0,
+             "latency_ms_p50_ci90": [25.5, 27.0], "latency_ms_p99_ci90": [40.0, 52.0]}]  # interval beside the value
     fig = plot(recs)
     ax = fig.axes[0]
     bars = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
     assert len(bars) == 2  # p50 and p99 measured
     p99 = next(c for c in bars if "p99" in c.get_label())
     line, _caps, (segs,) = p99.lines
-    assert list(line.get_xdata()) == [30.0, 90.0]  # the closed loop's 150/s is not an offered rate
+    assert list(line.get_xdata()) == [30.0, 60.0, 90.0]  # the closed loop's 150/s is not an offered rate
     ends = [sorted(seg[:, 1].tolist()) for seg in segs.get_segments()]
-    assert ends[0] == [45.0, 60.0] and ends[1] == [70.0, 70.0]
+    assert ends[0] == [45.0, 60.0] and ends[1] == [40.0, 55.0] and ends[2] == [70.0, 70.0]
     for l in ax.lines:
         assert 150.0 not in list(l.get_xdata())
     import matplotlib.pyplot as plt

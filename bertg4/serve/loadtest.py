@@ -662,8 +662,9 @@ def plot(records: list[dict], ax=None):
         lo, hi = [], []
         for r, v in zip(rs, y):
             ci = r.get(f"latency_ms_{q}_ci90")
-            lo.append(v - ci[0] if ci else 0.0)
-            hi.append(ci[1] - v if ci else 0.0)
+            # a bootstrap interval need not hold the run's own percentile: the bar then ends at it
+            lo.append(max(v - ci[0], 0.0) if ci else 0.0)
+            hi.append(max(ci[1] - v, 0.0) if ci else 0.0)
         ax.errorbar(x, y, yerr=[lo, hi], fmt="o-", color=color, capsize=3,
                     label=f"{q} measured (90 % interval)")
         ax.plot(x, [r.get(f"{q}_ms_simulated") for r in rs], "s--", color=color, alpha=0.7,
