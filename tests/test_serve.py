@@ -252,7 +252,6 @@ def test_percentile_interval_keeps_a_stall_together():
     assert percentile_interval([1.0], [5.0], 50) is None
 
 
-
 def test_the_figure_shows_the_measured_intervals_and_leaves_the_closed_loop_out():
     import matplotlib
     matplotlib.use("Agg")
@@ -262,7 +261,7 @@ def test_the_figure_shows_the_measured_intervals_and_leaves_the_closed_loop_out(
              "latency_ms_p50_ci90": [19.0, 22.0], "latency_ms_p99_ci90": [45.0, 60.0],
              "p50_ms_simulated": 21.0, "p99_ms_simulated": 48.0},
             {"kind": "find_max", "rate_per_s": 90.0, "latency_ms_p50": 30.0, "latency_ms_p99": 70.0,
-             "p50_ms_simulated": 33.0, "p99_ms_simulated": 66.0},  # no interval: no bar
+             "p50_ms_simulated": 33.0, "p99_ms_simulated": 66.0},  # no interval: a bar of no length
             {"kind": "loadtest", "rate_per_s": 60.0, "latency_ms_p50": 25.0, "latency_ms_p99": 55.0,
              "latency_ms_p50_ci90": [25.5, 27.0], "latency_ms_p99_ci90": [40.0, 52.0]}]  # interval beside the value
     fig = plot(recs)
@@ -278,6 +277,7 @@ def test_the_figure_shows_the_measured_intervals_and_leaves_the_closed_loop_out(
         assert 150.0 not in list(l.get_xdata())
     import matplotlib.pyplot as plt
     plt.close(fig)
+
 
 @pytest.mark.parametrize("timer, tokens, p50, p99, batches", [
     ("idle", None, 0.03218751480833326, 0.07753470890585033, 1067),

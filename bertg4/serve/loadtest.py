@@ -646,7 +646,7 @@ def format_table(records: list[dict]) -> str:
 
 def plot(records: list[dict], ax=None):
     """Measured (solid, with the 90 % interval of each measured percentile as an error bar where the
-    record has one) and simulated (dashed) p50 and p99 latency against the offered rate. The
+    record has one; an interval that does not hold the run's own percentile is drawn out to it) and simulated (dashed) p50 and p99 latency against the offered rate. The
     closed-loop capacity record is left out: its rate is what the server answered, not an offered
     Poisson rate."""
     import matplotlib.pyplot as plt

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The peers on real traffic and at the article's fixed shape, on a 2-core Intel Xeon with AMX
-# (amx_bf16, amx_int8; the earlier CPU records ran on a 2-core AMD EPYC without it). Run from
+# (amx_bf16, amx_int8; the CPU records of 2026-11-29 to 2026-12-02 before it ran on a 2-core
+# AMD EPYC without it). Run from
 # the repository root on a quiet machine:
-#   bash results/2026-12-02_cpu_amx_peers/run.sh [OUT]     # about 20 minutes (10 of them fine-tuning)
+#   bash results/2026-12-02_cpu_amx_peers/run.sh [OUT]     # about 20 minutes (7 of them fine-tuning)
 set -eu
 OUT=${1:-results/2026-12-02_cpu_amx_peers}
 bertg4 bench --model embedded --task SST --task embedding --engine pt --recipe baseline --recipe onednn-fp32 \
