@@ -394,11 +394,57 @@ def test_a_load_record_tells_batches_apart_by_their_number():
     server = {"max_batch_size": 2, "batch_wait_ms": 0.0}
     rec = L.load_record(run, server, n_sim=500)
     assert rec["service_spread_batches"] == 3 and rec["service_spread_mean_raw"] == pytest.approx(1.0)
-    assert rec["p99_ms_simulated_spread"] > 0
+    assert rec["simulated_service"] == "measured spread" and rec["p99_ms_simulated_mean_curve"] > 0
     # without batch numbers (an older server) equal service times and sizes look like one batch
     old = L.load_record({**run, "results": [{k: v for k, v in r.items() if k != "batch"} for r in res]}, server,
                         n_sim=500)
     assert old["service_spread_batches"] == 2
+
+
+def _clocked(batch, size, sent, arrived, start, end, answered, back, replica="r"):
+    return {"outcome": "ok", "latency_s": back - sent, "start": sent, "end": back, "sent_at": sent - 9.9,
+            "batch": str(batch), "batch-size": str(size), "service-ms": f"{1e3 * (end - start):.3f}",
+            "replica-ms": f"{1e3 * (answered - arrived):.3f}", "replica": replica,
+            "clock": f"{arrived:.6f} {start:.6f} {end:.6f} {answered:.6f}"}
+
+
+def test_the_simulator_leaves_out_the_batch_a_request_waited_for_on_its_way_in():
+    """A request that reaches the replica while it computes is read only when the batch ends;
+    that wait is outside the handler but the simulated queue has it too, so it is taken out of
+    the overhead the simulator adds -- only where the server's clock is the load generator's."""
+    from bertg4.serve import loadtest as L
+    res = [_clocked(1, 1, 9.990, 9.992, 10.000, 10.020, 10.021, 10.023),  # in before batch 1: not blocked
+           _clocked(2, 2, 10.005, 10.022, 10.030, 10.050, 10.051, 10.053),  # sent during batch 1: 15 ms of it
+           _clocked(2, 2, 10.025, 10.027, 10.030, 10.050, 10.051, 10.054),  # sent between batches
+           _clocked(1, 1, 10.005, 10.007, 10.008, 10.018, 10.019, 10.020, replica="q")]  # another replica
+    assert L.shared_clock(res)
+    np.testing.assert_allclose(L.blocked_on_the_way_in(res, res), [0.0, 0.015, 0.0, 0.0], atol=1e-9)
+    # a batch only partly inside the way in counts for that part; batches of no answer count for nothing
+    early = dict(res[1], start=10.010)
+    np.testing.assert_allclose(L.blocked_on_the_way_in([early], res), [0.010], atol=1e-9)
+    np.testing.assert_allclose(L.blocked_on_the_way_in([res[1]], [res[0]]), [0.015], atol=1e-9)
+    np.testing.assert_allclose(L.blocked_on_the_way_in([res[1]], res[2:]), [0.0], atol=1e-9)
+    run = {"results": res, "rate_per_s": 20.0, "span_s": 1.0, "schedule_s": 1.0}
+    server = {"max_batch_size": 2, "batch_wait_ms": 0.0}
+    rec = L.load_record(run, server, n_sim=2000)
+    assert rec["clock_shared"] is True
+    assert rec["overhead_blocked_ms_mean"] == pytest.approx(15.0 / 4, abs=1e-3)
+    assert rec["overhead_ms_p99"] > 17.0 and rec["overhead_simulated_ms_p99"] < 5.0
+    assert rec["simulated_overhead"] == "less the batches waited for on the way in"
+    assert rec["p50_ms_simulated_mean_curve"] < rec["p50_ms_simulated_raw_overhead"]
+    assert rec["p99_ms_simulated_mean_curve"] < rec["p99_ms_simulated_raw_overhead"]
+    # a server elsewhere: its clock counts from another boot, the order breaks, every sample is kept
+    def shifted(r, by):
+        return dict(r, clock=" ".join(f"{float(x) + by:.6f}" for x in r["clock"].split()))
+    for by in (100.0, -100.0):
+        assert not L.shared_clock([shifted(r, by) for r in res])
+        far = L.load_record({**run, "results": [shifted(r, by) for r in res]}, server, n_sim=2000)
+        assert far["clock_shared"] is False and far["overhead_blocked_ms_mean"] is None
+        assert far["simulated_overhead"] == "all of it"
+        assert far["p50_ms_simulated_mean_curve"] == far["p50_ms_simulated_raw_overhead"] \
+            == rec["p50_ms_simulated_raw_overhead"]
+    assert not L.shared_clock([{k: v for k, v in r.items() if k != "clock"} for r in res])  # an older server
+    assert not L.shared_clock([dict(r, clock="1 2 3") for r in res])  # not four times
 
 
 def test_curve_from_batches():
@@ -727,7 +773,8 @@ def test_malformed_tenth_of_a_load(server, reference, sst2_dev):
 
 def test_loadtest_record(server, sst2_dev, tmp_path, measured):
     from bertg4.serve import loadtest as L
-    recs = L.sweep(server.url, "bert", [6.0], list(sst2_dev.first), n_requests=40, duration_s=10, warmup_s=0.5)
+    recs = L.sweep(server.url, "bert", [6.0], list(sst2_dev.first), n_requests=40, duration_s=10, warmup_s=0.5,
+                   keep_requests=True)
     (r,) = recs
     assert r["timed"] == 40 and r["sent"] > 40  # the warm-up's requests come on top of the timed ones
     assert r["sent"] == r["ok"] + r["rejected"] + r["failed"] + r["lost"]
@@ -735,6 +782,10 @@ def test_loadtest_record(server, sst2_dev, tmp_path, measured):
     assert r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"] <= r["latency_ms_max"]
     assert r["p50_ms_simulated"] > 0 and r["p99_ms_simulated"] >= r["p50_ms_simulated"]
     assert set(r["service_ms_curve"]) == {"1", "2", "3", "4"} and r["overhead_ms_p50"] > 0
+    # the replica runs on this machine: its clock is the load generator's, and the batches a request
+    # waited for on its way in come out of the overhead the simulator adds
+    assert r["clock_shared"] is True and r["overhead_blocked_ms_mean"] >= 0
+    assert r["overhead_simulated_ms_p99"] <= r["overhead_ms_p99"] + 1e-9 and r["p99_ms_simulated_raw_overhead"] > 0
     from bertg4.serve.loadtest import MIN_GAP_SAMPLES  # the gap is simulated once enough full batches had one
     assert r["simulated_gap_ms"] == (pytest.approx(r["batch_gap_ms_p50"]) if r["batch_gap_samples"] >= MIN_GAP_SAMPLES
                                      else 0.0)
@@ -743,14 +794,22 @@ def test_loadtest_record(server, sst2_dev, tmp_path, measured):
     assert isinstance(r["client_gc_max_ms"], float) and isinstance(r["client_gc_long_pauses_ms"], list)
     assert r["server_gc_frozen_objects"] > 10_000 and isinstance(r["server_gc_long_pauses_ms"], list)
     assert sum(r["server_gc_collections"].values()) > 0  # the replica's collector ran, and is counted
-    # beside the mean curve's percentiles, the same simulation with the measured spread of service times
+    # the headline draws each batch's service time from the measured spread; the mean curve's beside it
     lo, hi = r["service_spread_p10_p90"]
     assert r["service_spread_batches"] >= 10 and 0 < lo <= hi < 10  # scaled to average 1
     assert 0.2 < r["service_spread_mean_raw"] < 5
-    assert r["p99_ms_simulated_spread"] > 0 and r["p99_rel_error_spread"] is not None
+    assert r["p99_ms_simulated_mean_curve"] > 0 and r["p99_rel_error_mean_curve"] is not None
+    assert r["simulated_service"] == "measured spread"  # the headline draws each batch's time from the spread
     from bertg4.serve.command import write_outputs
+    assert len(r["requests"]) == r["sent"] and all("clock" in q for q in r["requests"] if q["outcome"] == "ok")
     paths = write_outputs([{**r, "kind": "loadtest"}, {"kind": "summary", "task": "SST"}], str(tmp_path))
-    assert [p.rsplit("/", 1)[1] for p in paths] == ["records.jsonl", "table.md", "loadtest.png"]
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["records.jsonl", "requests.jsonl.gz", "table.md", "loadtest.png"]
+    import gzip
+    with gzip.open(paths[1], "rt") as f:
+        lines = [json.loads(line) for line in f]
+    assert len(lines) == r["sent"] and {q["level"] for q in lines} == {0} and lines[0]["rate_per_s"] == 6.0
+    with open(paths[0]) as f:
+        assert "requests" not in json.loads(f.readline())  # the records stay one small line each
     lo, hi = r["latency_ms_p99_ci90"]  # the run's own chance: a block bootstrap over its send times
     assert 0 < lo <= hi <= r["latency_ms_max"] and r["ci_block_s"] == 0.5
     assert isinstance(r["p99_simulated_in_ci90"], bool) and isinstance(r["p50_simulated_in_ci90"], bool)

@@ -17,6 +17,9 @@ replica, ``x-bertg4-batch-size``: requests in its
 batch, ``x-bertg4-service-ms``: the batch's compute time, ``x-bertg4-replica-ms``: the
 request's time from entering the batch queue to its result, ``x-bertg4-batch-gap-ms``: the
 replica's work between the previous batch and this full one while requests waited,
+``x-bertg4-clock``: when the request entered the batch queue, its batch started and ended and
+it was answered, on the replica's ``time.perf_counter`` (on Linux the machine's monotonic clock,
+which a load generator on the same machine shares),
 ``x-bertg4-node`` and ``x-bertg4-replica``): the load generator builds its service-time curve
 and the simulator's gap between batches from them.
 
@@ -364,6 +367,8 @@ def build_deployment():
                        "x-bertg4-service-ms": f"{1e3 * stats['service_s']:.3f}",
                        "x-bertg4-queue-ms": f"{1e3 * (stats['start'] - t0):.3f}",
                        "x-bertg4-replica-ms": f"{1e3 * (t1 - t0):.3f}",
+                       # when (time.perf_counter, seconds): entered the batch queue, batch start, batch end, answered
+                       "x-bertg4-clock": f"{t0:.6f} {stats['start']:.6f} {stats['end']:.6f} {t1:.6f}",
                        "x-bertg4-node": self.node, "x-bertg4-replica": self.replica}
             if stats["gap_s"] is not None:
                 headers["x-bertg4-batch-gap-ms"] = f"{1e3 * stats['gap_s']:.3f}"

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -132,6 +133,9 @@ def add_parser(sub):
                    "time direct calls: the serving overhead at batch 1, the offline throughput and the offline "
                    "time per batch size (up to about 3 s each); with --find-max, the queueing bound: the rate "
                    "an ideal server of those times sustains at the p99 target")
+    t.add_argument("--keep-requests", action="store_true",
+                   help="also write every request of every level (send time, outcome, latency, its batch and the "
+                        "replica's clock) to requests.jsonl.gz in --output")
     t.add_argument("--output", default="loadtest_out", help="folder for records.jsonl, table.md, loadtest.png")
     return s, t
 
@@ -329,12 +333,12 @@ def _loadtest(args) -> int:
               f"{summary['serving_overhead_ms_batch1']:.1f} ms; offline throughput at batch "
               f"{info['max_batch_size']}: {off['offline_per_s_max_batch']:.1f}/s")
     kw = dict(n_requests=args.requests, duration_s=args.duration, timeout_s=args.timeout, warmup_s=args.warmup,
-              texts_per_request=args.texts_per_request, timer=args.timer, log=print)
+              texts_per_request=args.texts_per_request, timer=args.timer, log=print, keep_requests=args.keep_requests)
     rates = list(args.rates or [])
     if args.capacity_fractions:
         cap = L.measure_capacity(url, args.name, texts, args.requests, min(args.duration, 10.0), args.timeout,
                                  seed=args.seed + 100, warmup_s=min(args.warmup, 0.5 * min(args.duration, 10.0)),
-                                 concurrency=args.capacity_concurrency, log=print)
+                                 concurrency=args.capacity_concurrency, log=print, keep_requests=args.keep_requests)
         summary["capacity_per_s"] = cap["capacity_per_s"]
         summary["capacity_service_per_s"] = cap.get("capacity_service_per_s")
         print(f"capacity: {cap['capacity_per_s']:.1f} requests/s ({cap['capacity_source']}; the batches' service "
@@ -347,7 +351,7 @@ def _loadtest(args) -> int:
         target = args.p99_ms or 5 * single["single_ms_p50"]
         fm = L.find_max(url, args.name, target, texts, n_requests=args.requests, duration_s=args.duration,
                         timeout_s=args.timeout, warmup_s=args.warmup, seed=args.seed + 200, timer=args.timer,
-                        log=print)
+                        log=print, keep_requests=args.keep_requests)
         for r in fm["records"]:
             r["kind"] = "find_max"
         records += fm["records"]
@@ -423,11 +427,22 @@ def _bound(summary: dict, info: dict, target_ms: float, timer: str, records: lis
 
 def write_outputs(rows: list[dict], out_dir: str) -> list[str]:
     """records.jsonl, table.md and loadtest.png (measured and simulated percentiles vs rate, of
-    the ``--rates`` / ``--capacity-fractions`` runs when there are any)."""
+    the ``--rates`` / ``--capacity-fractions`` runs when there are any); with the runs' requests
+    in the rows (``--keep-requests``), requests.jsonl.gz too: one line per request, with its
+    level's ``level`` (its record's place in records.jsonl), ``kind`` and ``rate_per_s``."""
+    import gzip
     from ..bench import write_jsonl
     from . import loadtest as L
     os.makedirs(out_dir, exist_ok=True)
+    traces = [(k, r, r.pop("requests")) for k, r in enumerate(rows) if "requests" in r]
     paths = [write_jsonl(rows, os.path.join(out_dir, "records.jsonl"))]
+    if traces:
+        path = os.path.join(out_dir, "requests.jsonl.gz")
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            for k, r, reqs in traces:
+                for q in reqs:
+                    f.write(json.dumps({"level": k, "kind": r["kind"], "rate_per_s": r["rate_per_s"], **q}) + "\n")
+        paths.append(path)
     loads = [r for r in rows if r["kind"] != "summary"]
     summary = next((r for r in rows if r["kind"] == "summary"), {})
     md = os.path.join(out_dir, "table.md")

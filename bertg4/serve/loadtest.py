@@ -13,7 +13,8 @@ request ends in exactly one of four ways:
 so ``sent == ok + rejected + failed + lost``. :func:`load_record` turns a run into one
 record: counts, latency p50/p90/p99/max of the ``ok`` answers, achieved throughput, what
 the replica reported (batch sizes, service times, the serving overhead around the
-batcher) and the simulated p50/p99 (:mod:`bertg4.serve.simulate`) fed with those
+batcher, less the batches a request waited for on its way in where the server shares this
+machine's clock) and the simulated p50/p99 (:mod:`bertg4.serve.simulate`) fed with those
 measurements, beside a block-bootstrap interval of the measured ones
 (:func:`percentile_interval`). The server's capacity, which ``--capacity-fractions`` loads at
 fractions of, comes from a closed loop instead (:func:`run_closed`, :func:`measure_capacity`):
@@ -74,11 +75,13 @@ async def _send(session, url: str, body: bytes, timeout_s: float) -> dict:
     except aiohttp.ClientError as e:
         return {"outcome": "failed", "latency_s": time.perf_counter() - t0, "status": None,
                 "error": f"{type(e).__name__}: {e}"}
-    out = {"latency_s": time.perf_counter() - t0, "status": status, "end": time.perf_counter()}
+    now = time.perf_counter()
+    out = {"latency_s": now - t0, "status": status, "end": now}
     if status == 200:
         out["outcome"] = "ok"
+        out["start"] = t0
         for h in ("batch", "batch-size", "batch-tokens", "request-tokens", "service-ms", "replica-ms", "batch-gap-ms",
-                  "node", "replica"):
+                  "node", "replica", "clock"):
             if f"x-bertg4-{h}" in headers:
                 out[h] = headers[f"x-bertg4-{h}"]
         out["body"] = payload
@@ -274,6 +277,63 @@ def _batch_key(r: dict) -> tuple:
     return r.get("replica"), r["service-ms"], r.get("batch-size")
 
 
+CLOCK_SLACK_S = 0.0005
+
+
+def _clock(r: dict) -> tuple[float, float, float, float]:
+    arrived, start, end, answered = (float(x) for x in r["clock"].split())
+    return arrived, start, end, answered
+
+
+def shared_clock(rows: list) -> bool:
+    """Whether the replicas' ``x-bertg4-clock`` times are on the load generator's own clock
+    (``time.perf_counter``: one machine's monotonic clock on Linux): every answer entered its
+    batch queue after it was sent and was answered before it came back. Two machines' monotonic
+    clocks count from their own boots, so a server elsewhere breaks the order (unless they agree
+    to within a fraction of a millisecond); so does a server that sends no clock."""
+    if not rows or any("clock" not in r or "start" not in r for r in rows):
+        return False
+    try:
+        clocks = [_clock(r) for r in rows]
+    except ValueError:
+        return False
+    return all(r["start"] <= c[0] + CLOCK_SLACK_S and c[3] <= r["end"] + CLOCK_SLACK_S for r, c in zip(rows, clocks))
+
+
+def blocked_on_the_way_in(rows: list, answered: list) -> np.ndarray:
+    """Seconds of each of ``rows``' way in (sent, to entering its replica's batch queue) during
+    which that replica was computing a batch, from the ``x-bertg4-clock`` times of the batches
+    that ``answered`` (the run's ``ok`` answers) belong to; the clocks must be shared
+    (:func:`shared_clock`).
+
+    The replica computes on its event loop, so a request that reaches it during a batch is
+    read only when the batch ends: that wait is in the time outside the handler (latency minus
+    ``x-bertg4-replica-ms``). The simulated queue makes the request wait for the batch in
+    progress too, so the simulator takes this part out of the overhead it adds."""
+    intervals: dict = {}
+    for r in answered:
+        _, start, end, _ = _clock(r)
+        intervals.setdefault(r.get("replica"), {})[_batch_key(r)] = (start, end)
+    busy = {}
+    for replica, spans in intervals.items():  # one replica's batches run one after another
+        se = np.array(sorted(spans.values()))
+        d = np.maximum(se[:, 1] - se[:, 0], 0.0)
+        busy[replica] = (se[:, 0], d, np.concatenate([[0.0], np.cumsum(d)]))
+
+    def computed_by(replica, t: float) -> float:
+        """The replica's compute time from the run's first batch to ``t``."""
+        if replica not in busy:
+            return 0.0
+        s, d, cum = busy[replica]
+        k = int(np.searchsorted(s, t, side="right")) - 1
+        return 0.0 if k < 0 else float(cum[k] + min(t - s[k], d[k]))
+    out = []
+    for r in rows:
+        arrived = _clock(r)[0]
+        out.append(max(0.0, computed_by(r.get("replica"), arrived) - computed_by(r.get("replica"), r["start"])))
+    return np.asarray(out)
+
+
 def gc_fields(run: dict, server: dict) -> dict:
     """The garbage collector's long pauses (:data:`bertg4.system.LONG_GC_PAUSE_MS` and more) in a
     run: the load generator's own (``client_gc_*``), and those of the replica whose metadata was
@@ -294,8 +354,18 @@ def gc_fields(run: dict, server: dict) -> dict:
     return out
 
 
+TRACE_FIELDS = ("sent_at", "outcome", "status", "latency_s", "start", "end", "batch", "batch-size",
+                "batch-tokens", "request-tokens", "service-ms", "replica-ms", "batch-gap-ms", "replica", "clock")
+
+
+def trace(run: dict) -> list[dict]:
+    """A run's requests, one small dict each (what :data:`TRACE_FIELDS` the answer had), in
+    send order: ``bertg4 loadtest --keep-requests`` writes them beside the records."""
+    return [{k: r[k] for k in TRACE_FIELDS if k in r} for r in run["results"]]
+
+
 def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "idle", seed: int = 0,
-                n_sim: int = 20_000) -> dict:
+                n_sim: int = 20_000, keep_requests: bool = False) -> dict:
     """One record for one rate: counts, measured and simulated latency percentiles.
 
     ``server``: the model metadata's ``parameters`` (task, model, engine, batching).
@@ -304,6 +374,13 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
     A closed-loop run (:func:`run_closed`: ``run["concurrency"]``) is measured the same way but
     not simulated: its arrivals are its own answers, not Poisson's.
     """
+    rec = _load_record(run, server, warmup_s, timer, seed, n_sim)
+    if keep_requests:
+        rec["requests"] = trace(run)
+    return rec
+
+
+def _load_record(run: dict, server: dict, warmup_s: float, timer: str, seed: int, n_sim: int) -> dict:
     res = run["results"]
     counts = {k: sum(r["outcome"] == k for r in res) for k in OUTCOMES}
     ok = [r for r in res if r["outcome"] == "ok"]
@@ -339,6 +416,10 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
     batches = [(int(r["batch-size"]), float(r["service-ms"]) / 1e3) for r in with_headers]
     curve = S.curve_from_batches(batches, B)
     overhead = np.array([r["latency_s"] - float(r["replica-ms"]) / 1e3 for r in with_headers])
+    # what the simulator adds: the time outside the handler, less the batches in progress it held for
+    clock = shared_clock(with_headers)
+    blocked = blocked_on_the_way_in(with_headers, [r for r in ok if "clock" in r]) if clock else None
+    added = np.maximum(overhead - blocked, 0.0) if clock else overhead
     budget = server.get("max_batch_tokens")
     tok = {}
     if budget:  # a token budget: batches fill by tokens, service time is a line in the batch's tokens
@@ -373,6 +454,10 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
         "mean_batch_size_per_request": float(np.mean([k for k, _ in batches])),
         "service_ms_curve": {str(k): 1e3 * v for k, v in curve.items()},
         "overhead_ms_p50": _pct(overhead * 1e3, 50), "overhead_ms_p99": _pct(overhead * 1e3, 99),
+        "clock_shared": clock,
+        "overhead_blocked_ms_mean": float(1e3 * blocked.mean()) if clock else None,
+        "overhead_blocked_ms_p99": _pct(blocked * 1e3, 99) if clock else None,
+        "overhead_simulated_ms_p50": _pct(added * 1e3, 50), "overhead_simulated_ms_p99": _pct(added * 1e3, 99),
         "replica_ms_p50": _pct([float(r["replica-ms"]) for r in with_headers], 50),
         "batch_gap_ms_p50": _pct(np.array(gaps) * 1e3, 50), "batch_gap_samples": len(gaps),
         "simulated_gap_ms": 1e3 * gap,
@@ -385,18 +470,25 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
 
     limit = queue_limit(server)
 
-    def simulated(factors):
-        out = S.simulate(curve, run["rate_per_s"], int(budget or B), wait_s, overhead, n_requests=n_sim, seed=seed,
+    def simulated(factors, extra=added):
+        out = S.simulate(curve, run["rate_per_s"], int(budget or B), wait_s, extra, n_requests=n_sim, seed=seed,
                          timer=timer, gap_s=gap, spread=factors, limit=limit, **tok)
         if not out["stable"] and limit is None:  # at or past capacity an unbounded queue grows without end
             out.update(latency_s_p50=math.nan, latency_s_p90=math.nan, latency_s_p99=math.nan)
         return out
-    sim = simulated(None)  # the mean curve: the headline
-    with_spread = simulated(spread) if spread is not None else None  # with the measured variability
+    mean_curve = simulated(None)  # every batch of a size takes the curve's mean time
+    with_spread = simulated(spread) if spread is not None else None  # each batch a draw from the measured spread
+    # the headline: the measured variability where there is one (the queue's tail grows with it)
+    sim = with_spread or mean_curve
+    # the earlier headline beside it: the mean curve with every sample of the time outside the
+    # handler, the batches in progress a request waited for included
+    raw = simulated(None, overhead) if clock else mean_curve
     rec.update({
         **measured,
         "capacity_per_s": sim["capacity_per_s"],
         "simulator_timer": timer,
+        "simulated_service": "measured spread" if with_spread else "mean curve",
+        "simulated_overhead": "less the batches waited for on the way in" if clock else "all of it",
         "simulated_stable": sim["stable"],
         "p50_ms_simulated": _ms(sim["latency_s_p50"]), "p90_ms_simulated": _ms(sim["latency_s_p90"]),
         "p99_ms_simulated": _ms(sim["latency_s_p99"]),
@@ -406,21 +498,23 @@ def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "id
         # out its own first part
         "simulated_limit": limit, "rejected_fraction": _share_rejected(res, warmup_s),
         "rejected_fraction_simulated": sim["rejected_fraction"],
-        # beside it, the same simulation with each batch's service time drawn from the measured spread
         "service_spread_batches": 0 if spread is None else len(spread),
         "service_spread_mean_raw": spread_mean,  # before the factors were scaled to average 1
         "service_spread_p10_p90": None if spread is None else [float(np.percentile(spread, 10)),
                                                               float(np.percentile(spread, 90))],
-        "p50_ms_simulated_spread": _ms(with_spread["latency_s_p50"]) if with_spread else None,
-        "p99_ms_simulated_spread": _ms(with_spread["latency_s_p99"]) if with_spread else None,
+        "p50_ms_simulated_mean_curve": _ms(mean_curve["latency_s_p50"]),
+        "p99_ms_simulated_mean_curve": _ms(mean_curve["latency_s_p99"]),
+        "p50_ms_simulated_raw_overhead": _ms(raw["latency_s_p50"]),
+        "p99_ms_simulated_raw_overhead": _ms(raw["latency_s_p99"]),
     })
     for q in ("p50", "p99"):
         m = rec[f"latency_ms_{q}"]
         for key, s in ((f"{q}_rel_error", rec[f"{q}_ms_simulated"]),
-                       (f"{q}_rel_error_spread", rec[f"{q}_ms_simulated_spread"])):
+                       (f"{q}_rel_error_mean_curve", rec[f"{q}_ms_simulated_mean_curve"]),
+                       (f"{q}_rel_error_raw_overhead", rec[f"{q}_ms_simulated_raw_overhead"])):
             rec[key] = (s - m) / m if m and s is not None else None
-        ci, sim = rec[f"latency_ms_{q}_ci90"], rec[f"{q}_ms_simulated"]
-        rec[f"{q}_simulated_in_ci90"] = None if ci is None or sim is None else bool(ci[0] <= sim <= ci[1])
+        ci, sim_q = rec[f"latency_ms_{q}_ci90"], rec[f"{q}_ms_simulated"]
+        rec[f"{q}_simulated_in_ci90"] = None if ci is None or sim_q is None else bool(ci[0] <= sim_q <= ci[1])
     return rec
 
 
@@ -489,10 +583,11 @@ def sequential_latency(url: str, bodies, n: int = 20, timeout_s: float = 10.0) -
 
 def sweep(url: str, name: str, rates, texts, n_requests: int = 200, duration_s: float = 30.0,
           timeout_s: float = 10.0, warmup_s: float = 1.0, seed: int = 0, texts_per_request: int = 1,
-          timer: str = "idle", log=None) -> list[dict]:
+          timer: str = "idle", log=None, keep_requests: bool = False) -> list[dict]:
     """One record per rate, measured one after another against a running server: at each
     rate the requests of the first ``warmup_s`` seconds (left out of the statistics) and at
-    most ``n_requests`` timed ones, none sent after ``duration_s``."""
+    most ``n_requests`` timed ones, none sent after ``duration_s``. ``keep_requests``: each
+    record holds its run's :func:`trace` too (``requests``)."""
     info = server_info(url, name)
     bodies = bodies_for(info, texts, texts_per_request)
     infer = f"{url}/v2/models/{name}/infer"
@@ -501,7 +596,8 @@ def sweep(url: str, name: str, rates, texts, n_requests: int = 200, duration_s: 
         run = load(infer, bodies, rate, n_requests=n_requests, duration_s=duration_s,
                    timeout_s=timeout_s, seed=seed + k, warmup_s=warmup_s)
         after = _server_gc(url, name, timeout_s)  # the replica's collector pauses, read after the run
-        rec = load_record(run, {**info, "gc": after}, warmup_s=warmup_s, timer=timer, seed=seed)
+        rec = load_record(run, {**info, "gc": after}, warmup_s=warmup_s, timer=timer, seed=seed,
+                          keep_requests=keep_requests)
         rec["texts_per_request"] = texts_per_request
         out.append(rec)
         if log:
@@ -511,7 +607,7 @@ def sweep(url: str, name: str, rates, texts, n_requests: int = 200, duration_s: 
 
 def measure_capacity(url: str, name: str, texts, n_requests: int = 600, duration_s: float = 10.0,
                      timeout_s: float = 10.0, seed: int = 100, warmup_s: float = 1.0, concurrency: int | None = None,
-                     log=None) -> dict:
+                     log=None, keep_requests: bool = False) -> dict:
     """The server's capacity: the requests per second it answers in a closed loop
     (:func:`run_closed`) of ``concurrency`` clients (default: twice its max batch), so that a
     full batch is always waiting when one ends -- every request of one text, at most
@@ -532,7 +628,8 @@ def measure_capacity(url: str, name: str, texts, n_requests: int = 600, duration
         raise ValueError(f"warm-up of {warmup_s} s must be >= 0 and shorter than the run's {duration_s} s")
     run = closed(f"{url}/v2/models/{name}/infer", bodies_for(info, texts), c, n_requests=n_requests,
                  duration_s=duration_s, timeout_s=timeout_s)
-    rec = load_record(run, {**info, "gc": _server_gc(url, name, timeout_s)}, warmup_s=warmup_s, seed=seed)
+    rec = load_record(run, {**info, "gc": _server_gc(url, name, timeout_s)}, warmup_s=warmup_s, seed=seed,
+                      keep_requests=keep_requests)
     res = run["results"]
     if rec["ok"] < rec["sent"]:
         raise RuntimeError(f"the closed loop of {c} clients got {rec['sent'] - rec['ok']} of {rec['sent']} requests not answered "
@@ -562,7 +659,7 @@ def meets_target(r: dict, p99_target_ms: float) -> bool:
 
 def find_max(url: str, name: str, p99_target_ms: float, texts, n_requests: int = 300,
              duration_s: float = 30.0, timeout_s: float = 10.0, warmup_s: float = 1.0, steps: int = 4,
-             seed: int = 0, timer: str = "idle", log=None) -> dict:
+             seed: int = 0, timer: str = "idle", log=None, keep_requests: bool = False) -> dict:
     """The highest measured rate whose p99 meets ``p99_target_ms`` (and nothing lost or failed).
 
     A calibration run at a low rate measures the service curve and overhead; the simulator
@@ -575,7 +672,7 @@ def find_max(url: str, name: str, p99_target_ms: float, texts, n_requests: int =
     single = sequential_latency(f"{url}/v2/models/{name}/infer", bodies_for(info, texts), n=10, timeout_s=timeout_s)
     calib_rate = max(0.5, 0.5 * 1e3 / single["single_ms_p50"])
     records = sweep(url, name, [calib_rate], texts, n_requests, duration_s, timeout_s, warmup_s, seed,
-                    timer=timer, log=log)
+                    timer=timer, log=log, keep_requests=keep_requests)
     cal = records[0]
 
     def meets(r):
@@ -591,7 +688,7 @@ def find_max(url: str, name: str, p99_target_ms: float, texts, n_requests: int =
         rate, hi = 0.5 * calib_rate, calib_rate
     for k in range(steps):
         rec = sweep(url, name, [rate], texts, n_requests, duration_s, timeout_s, warmup_s, seed + 1 + k,
-                    timer=timer, log=log)[0]
+                    timer=timer, log=log, keep_requests=keep_requests)[0]
         records.append(rec)
         if meets(rec):
             lo = rate
@@ -623,11 +720,23 @@ def _gc_cell(r: dict) -> str:
     return "—" if parts == ["?", "?"] else "/".join(parts)
 
 
+def _errors(r: dict, model: str) -> str:
+    """The p50/p99 errors of one of the simulations beside a record's headline (``mean_curve``,
+    ``raw_overhead``)."""
+    e50, e99 = r.get(f"p50_rel_error_{model}"), r.get(f"p99_rel_error_{model}")
+    return "—" if e50 is None or e99 is None else f"{e50:+.0%} / {e99:+.0%}"
+
+
 def format_table(records: list[dict]) -> str:
+    """A markdown table of load records. ``sim``: the headline simulation (the measured spread of
+    service times, the time outside the handler less the batches waited for on the way in);
+    ``blocked ms``: that wait, a request's mean; beside them the errors of the mean curve with the
+    same overhead, and of the mean curve with all of it (the headline before the clock was read)."""
     head = ("| run | rate/s | sent | ok | rejected | failed | lost | achieved/s | p50 ms | p90 ms | p99 ms "
             "| p99 90% interval | max ms "
-            "| sim p50 ms | sim p99 ms | p50 err | p99 err | mean batch | GC pauses >= 5 ms, server/client |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+            "| sim p50 ms | sim p99 ms | p50 err | p99 err | blocked ms | p50/p99 err, mean curve "
+            "| p50/p99 err, mean curve, all overhead | mean batch | GC pauses >= 5 ms, server/client |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|")
 
     def f(x, spec=".1f"):
         return "—" if x is None else format(x, spec)
@@ -639,16 +748,19 @@ def format_table(records: list[dict]) -> str:
             f"| {f(r['latency_ms_p99'])} | {ci(r.get('latency_ms_p99_ci90'))} | {f(r['latency_ms_max'])} "
             f"| {f(r.get('p50_ms_simulated'))} "
             f"| {f(r.get('p99_ms_simulated'))} | {f(r.get('p50_rel_error'), '+.0%')} "
-            f"| {f(r.get('p99_rel_error'), '+.0%')} | {f(r.get('mean_batch_size'), '.2f')} | {_gc_cell(r)} |"
+            f"| {f(r.get('p99_rel_error'), '+.0%')} | {f(r.get('overhead_blocked_ms_mean'))} | {_errors(r, 'mean_curve')} "
+            f"| {_errors(r, 'raw_overhead')} "
+            f"| {f(r.get('mean_batch_size'), '.2f')} | {_gc_cell(r)} |"
             for r in records]
     return "\n".join([head, *rows])
 
 
 def plot(records: list[dict], ax=None):
-    """Measured (solid, with the 90 % interval of each measured percentile as an error bar where the
-    record has one; an interval that does not hold the run's own percentile is drawn out to it) and simulated (dashed) p50 and p99 latency against the offered rate. The
-    closed-loop capacity record is left out: its rate is what the server answered, not an offered
-    Poisson rate."""
+    """Measured (solid, with the 90 % interval of each measured percentile as an error bar where
+    the record has one; an interval that does not hold the run's own percentile is drawn out to
+    it) and simulated (dashed) p50 and p99 latency against the offered rate. The closed-loop
+    capacity record is left out: its rate is what the server answered, not an offered Poisson
+    rate."""
     import matplotlib.pyplot as plt
     rs = sorted((r for r in records if r.get("latency_ms_p50") is not None and r.get("kind") != "capacity"),
                 key=lambda r: r["rate_per_s"])

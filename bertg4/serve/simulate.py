@@ -19,16 +19,24 @@ Three refinements over the offline model (:func:`bertg4.cost.simulate` with a be
 - **The serving path around the batcher**: the client's latency minus the time the request
   spent in the replica's batcher (``x-bertg4-replica-ms``) is the HTTP, proxy, routing and
   (de)serialisation time. Its measured samples are added, drawn at random, to simulated
-  batcher latencies.
+  batcher latencies. A request that reaches the replica while it computes a batch is read only
+  once that batch ends, so at load these samples also hold waits for the batch in progress,
+  which the simulated queue makes the request wait for as well. Where the server's clock is
+  the load generator's (``x-bertg4-clock``, one machine), the load records take those waits
+  out of each sample first (:func:`bertg4.serve.loadtest.blocked_on_the_way_in`) and keep
+  the simulation with every sample beside it (``*_raw_overhead``).
 - **How much a batch's service time varies** (``spread``): the measured batches' service
   times over what the curve (or the token line) gives for their size, one factor per batch.
   One pool of factors serves every batch size (the load records scale it to average 1, so that
-  the curve's capacity still holds). Each simulated batch takes its size's time times a factor drawn from these, so the
-  simulated queue sees the measured variability as well as the mean (a queue's tail grows with
-  the spread of its service times, not only with their mean). Without ``spread`` every batch
-  of a size takes the same time; the load records' headline percentiles are those, and the
-  ones with the spread sit beside them (``results/2026-12-01_cpu_serving_spread``: no better
-  overall on three runs).
+  the curve's capacity still holds). Each simulated batch takes its size's time times a factor
+  drawn from these, so the simulated queue sees the measured variability as well as the mean
+  (a queue's tail grows with the spread of its service times, not only with their mean).
+  Without ``spread`` every batch of a size takes the same time. The load records' headline
+  percentiles are those with the spread, and with the overhead less the batches waited for on
+  the way in. Beside them: the mean curve with the same overhead (``*_mean_curve``), and the
+  mean curve with all of it (``*_raw_overhead``). The latter was the headline of the records
+  before ``results/2026-12-02_cpu_serving_blocked_wait``; there the overhead's blocked waits
+  stood in for the spread's tail and made the p50 11-25 % too high from half load on.
 - **The replica's work between batches** (``gap_s``): with requests waiting, the next batch
   does not start the moment the last one ends; the replica first answers the finished
   requests, reads new ones and forms the batch (``x-bertg4-batch-gap-ms``, measured for full
