@@ -384,7 +384,8 @@ def path_overhead(records: list[dict]) -> tuple[float, float] | None:
     """``(ms, rate)``: the path outside the replica (``overhead_ms_p50``, at least 0) at the
     lowest rate of the load levels that measured it (capacity runs left out), where the queue
     adds least; None when none did. The queueing bound's overhead."""
-    levels = [r for r in records if r.get("overhead_ms_p50") is not None and r.get("kind") != "capacity"]
+    from .loadtest import CAPACITY
+    levels = [r for r in records if r.get("overhead_ms_p50") is not None and r.get("kind") != CAPACITY]
     if not levels:
         return None
     low = min(levels, key=lambda r: r["rate_per_s"])

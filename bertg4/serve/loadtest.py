@@ -32,6 +32,7 @@ import numpy as np
 from . import simulate as S
 
 OUTCOMES = ("ok", "rejected", "failed", "lost")
+CAPACITY = "capacity"  # the kind of the closed-loop record: its rate is what the server answered, not Poisson's
 
 
 def traffic(source: str = "sst2", n: int | None = None) -> list[str]:
@@ -71,15 +72,14 @@ async def _send(session, url: str, body: bytes, timeout_s: float) -> dict:
             payload = await r.read()
             status, headers = r.status, r.headers
     except asyncio.TimeoutError:
-        return {"outcome": "lost", "latency_s": time.perf_counter() - t0, "status": None}
+        return {"outcome": "lost", "latency_s": time.perf_counter() - t0, "status": None, "start": t0}
     except aiohttp.ClientError as e:
-        return {"outcome": "failed", "latency_s": time.perf_counter() - t0, "status": None,
+        return {"outcome": "failed", "latency_s": time.perf_counter() - t0, "status": None, "start": t0,
                 "error": f"{type(e).__name__}: {e}"}
     now = time.perf_counter()
-    out = {"latency_s": now - t0, "status": status, "end": now}
+    out = {"latency_s": now - t0, "status": status, "start": t0, "end": now}  # this machine's perf_counter
     if status == 200:
         out["outcome"] = "ok"
-        out["start"] = t0
         for h in ("batch", "batch-size", "batch-tokens", "request-tokens", "service-ms", "replica-ms", "batch-gap-ms",
                   "node", "replica", "clock"):
             if f"x-bertg4-{h}" in headers:
@@ -642,7 +642,7 @@ def measure_capacity(url: str, name: str, texts, n_requests: int = 600, duration
                            "measure a capacity with (more --requests or a longer --duration)")
     cap = (len(steady) - 1) / (steady[-1] - warmup_s)
     rec.setdefault("capacity_service_per_s", None)  # (a server whose answers say nothing of their batches)
-    rec.update(kind="capacity", rate_per_s=cap, capacity_per_s=cap, concurrency=c,
+    rec.update(kind=CAPACITY, rate_per_s=cap, capacity_per_s=cap, concurrency=c,
                capacity_source=f"answered per second in a closed loop of {c} clients (twice the max batch "
                f"of {B} by default), after a {warmup_s:g} s warm-up")
     if log:
@@ -762,7 +762,7 @@ def plot(records: list[dict], ax=None):
     capacity record is left out: its rate is what the server answered, not an offered Poisson
     rate."""
     import matplotlib.pyplot as plt
-    rs = sorted((r for r in records if r.get("latency_ms_p50") is not None and r.get("kind") != "capacity"),
+    rs = sorted((r for r in records if r.get("latency_ms_p50") is not None and r.get("kind") != CAPACITY),
                 key=lambda r: r["rate_per_s"])
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 4))
