@@ -35,6 +35,9 @@ def test_the_linear_with_outlier_inputs_stays_float32():
 
 
 def test_eight_bit_activations_halve_the_rounding_error():
+    """With VNNI, 8-bit activations halve 7-bit's rounding error. Without it, PyTorch's INT8
+    kernel adds pairs of 8-bit products in 16 bits, which 8-bit activations overflow: the error
+    grows instead, which is why ``quantize_int8`` takes 7 bits there unless told otherwise."""
     torch.manual_seed(1)
     lin, x = torch.nn.Linear(256, 256), torch.randn(64, 256)
     ref = lin(x).detach()
@@ -43,7 +46,10 @@ def test_eight_bit_activations_halve_the_rounding_error():
         q, _ = Q.quantize_int8(torch.nn.Sequential(copy.deepcopy(lin)), None, reduce_range=rr)
         assert q[0].reduce_range is rr and f"activation_bits={7 if rr else 8}" in repr(q[0])
         err[rr] = float((q(x) - ref).abs().mean())
-    assert err[False] < 0.75 * err[True], err
+    if cpu_has_vnni():
+        assert err[False] < 0.75 * err[True], err
+    else:  # measured on a 2-core AMD EPYC with AVX2 and no VNNI: 0.031 against 0.0085
+        assert err[False] > 1.5 * err[True], err
 
 
 def test_int8_predictor_notes_say_what_was_quantized(embedded):

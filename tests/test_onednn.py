@@ -13,6 +13,7 @@ from bertg4.pt import engine as E
 from bertg4.pt import onednn
 from bertg4.pt.graph_pass import _fetch, bias_gelu
 from bertg4.recipe import NotApplicable, Recipe, get_recipe
+from bertg4.system import cpu_has_vnni
 
 pytestmark = pytest.mark.skipif(not onednn.available(), reason="this torch has no oneDNN prepacked Linear")
 
@@ -122,15 +123,18 @@ def test_input_quantization_is_one_scale_over_the_range(qmax):
 @pytest.mark.parametrize("gelu", [False, True])
 def test_int8_linear_is_integer_arithmetic_on_its_codes(gelu):
     """oneDNN's result equals float arithmetic on the same integer codes (the only error left
-    is float32 summation order), so the kernel adds no error of its own to quantization's."""
+    is float32 summation order), so the kernel adds no error of its own to quantization's -- at
+    the activation codes the engine takes (0..127 without VNNI, whose 16-bit pair sums 8-bit
+    codes would overflow)."""
+    qmax = 255 if cpu_has_vnni() else 127
     torch.manual_seed(1)
     x, w, b = torch.randn(2, 9, 64), torch.randn(48, 64) * 0.1, torch.randn(48)
     codes, w_scale, w_zero = onednn.quantize_weight(w)
     assert codes.dtype == torch.int8 and (w_zero == 0).all()
     assert torch.allclose(codes.float() * w_scale[:, None], w, atol=float(w_scale.max()) * 0.5 + 1e-7)
     packed = torch.ops.onednn.qlinear_prepack(codes, None)
-    y = (onednn.qlinear_gelu if gelu else onednn.qlinear)(x, packed, w_scale, w_zero, b)
-    q, s, z = onednn.quantize_input(x.reshape(-1, 64))
+    y = (onednn.qlinear_gelu if gelu else onednn.qlinear)(x, packed, w_scale, w_zero, b, qmax)
+    q, s, z = onednn.quantize_input(x.reshape(-1, 64), qmax)
     exact = ((q.double() - z) * s) @ (codes.double() * w_scale.double()[:, None]).T + b.double()
     exact = F.gelu(exact) if gelu else exact
     assert y.shape == (2, 9, 48)
@@ -168,7 +172,9 @@ def test_int8_graph_keeps_the_outlier_linear_float(embedded):
 @int8_only
 def test_int8_answers_stay_close_to_float32(embedded, sst2_dev):
     """Embeddings of 64 SST-2 dev sentences against float32's, in every padding mode: as close
-    as PyTorch's dynamic INT8 (``int8``) gets (measured: mean cosine 0.993-0.994 for both)."""
+    as PyTorch's dynamic INT8 (``int8``) gets (measured with VNNI: mean cosine 0.993-0.994 for
+    both; on a 2-core AMD EPYC without VNNI, where both take 7-bit activations: mean 0.978-0.979,
+    lowest 0.955-0.960)."""
     texts = list(sst2_dev.first[:64])
     ref = bertg4.load("embedded", task="embedding", recipe="graph-pass-fp32", seq_length=64, checkpoint=embedded)
     rungs = {r: bertg4.load("embedded", task="embedding", recipe=r, seq_length=64, checkpoint=embedded)
@@ -177,6 +183,7 @@ def test_int8_answers_stay_close_to_float32(embedded, sst2_dev):
     a = ref.infer(batch, 32, padding="fixed")
     for mode in ("fixed", "longest", "packed"):
         cos = {r: (a * q.infer(batch, 32, padding=mode)).sum(-1) for r, q in rungs.items()}  # unit vectors
-        assert cos["onednn-int8"].min() >= 0.98, (mode, cos["onednn-int8"].min())
+        assert cos["onednn-int8"].min() >= (0.98 if cpu_has_vnni() else 0.95), (mode, cos["onednn-int8"].min())
+        assert cos["onednn-int8"].min() >= cos["int8"].min() - 0.01, (mode, cos)
         assert cos["onednn-int8"].mean() >= cos["int8"].mean() - 0.002, (mode, cos)
         assert cos["onednn-int8"].min() < 0.9999  # a different computation, not the float one

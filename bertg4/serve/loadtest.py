@@ -289,8 +289,9 @@ def shared_clock(rows: list) -> bool:
     """Whether the replicas' ``x-bertg4-clock`` times are on the load generator's own clock
     (``time.perf_counter``: one machine's monotonic clock on Linux): every answer entered its
     batch queue after it was sent and was answered before it came back. Two machines' monotonic
-    clocks count from their own boots, so a server elsewhere breaks the order (unless they agree
-    to within a fraction of a millisecond); so does a server that sends no clock."""
+    clocks count from their own boots, so a server elsewhere breaks that order, unless the two
+    clocks happen to differ by less than the network's time each way (plus
+    :data:`CLOCK_SLACK_S`); so does a server that sends no clock."""
     if not rows or any("clock" not in r or "start" not in r for r in rows):
         return False
     try:
@@ -300,25 +301,45 @@ def shared_clock(rows: list) -> bool:
     return all(r["start"] <= c[0] + CLOCK_SLACK_S and c[3] <= r["end"] + CLOCK_SLACK_S for r, c in zip(rows, clocks))
 
 
+def _busy_spans(answered: list) -> dict:
+    """Per replica (``x-bertg4-replica``), the times it computed batches: the union of the
+    ``x-bertg4-clock`` batch spans of ``answered``, merged where they overlap (answers of one
+    batch share a span; answers without a replica header all count as one replica's), as
+    ``(starts, lengths, compute time before each start)``. Answers without a readable clock
+    are left out."""
+    spans: dict = {}
+    for r in answered:
+        try:
+            _, start, end, _ = _clock(r)
+        except (KeyError, ValueError):
+            continue
+        spans.setdefault(r.get("replica"), set()).add((start, max(end, start)))
+    busy = {}
+    for replica, pairs in spans.items():
+        merged: list = []
+        for start, end in sorted(pairs):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        se = np.array(merged)
+        d = se[:, 1] - se[:, 0]
+        busy[replica] = (se[:, 0], d, np.concatenate([[0.0], np.cumsum(d)]))
+    return busy
+
+
 def blocked_on_the_way_in(rows: list, answered: list) -> np.ndarray:
     """Seconds of each of ``rows``' way in (sent, to entering its replica's batch queue) during
     which that replica was computing a batch, from the ``x-bertg4-clock`` times of the batches
     that ``answered`` (the run's ``ok`` answers) belong to; the clocks must be shared
-    (:func:`shared_clock`).
+    (:func:`shared_clock`). A batch none of whose requests was answered (all failed or lost)
+    is not known, and its time is not counted.
 
     The replica computes on its event loop, so a request that reaches it during a batch is
     read only when the batch ends: that wait is in the time outside the handler (latency minus
     ``x-bertg4-replica-ms``). The simulated queue makes the request wait for the batch in
     progress too, so the simulator takes this part out of the overhead it adds."""
-    intervals: dict = {}
-    for r in answered:
-        _, start, end, _ = _clock(r)
-        intervals.setdefault(r.get("replica"), {})[_batch_key(r)] = (start, end)
-    busy = {}
-    for replica, spans in intervals.items():  # one replica's batches run one after another
-        se = np.array(sorted(spans.values()))
-        d = np.maximum(se[:, 1] - se[:, 0], 0.0)
-        busy[replica] = (se[:, 0], d, np.concatenate([[0.0], np.cumsum(d)]))
+    busy = _busy_spans(answered)
 
     def computed_by(replica, t: float) -> float:
         """The replica's compute time from the run's first batch to ``t``."""
@@ -477,8 +498,10 @@ def _load_record(run: dict, server: dict, warmup_s: float, timer: str, seed: int
             out.update(latency_s_p50=math.nan, latency_s_p90=math.nan, latency_s_p99=math.nan)
         return out
     mean_curve = simulated(None)  # every batch of a size takes the curve's mean time
-    with_spread = simulated(spread) if spread is not None else None  # each batch a draw from the measured spread
-    # the headline: the measured variability where there is one (the queue's tail grows with it)
+    # each batch a draw from the measured spread: the headline where the overhead is without the
+    # blocked waits (a queue's tail grows with the spread); with all of the overhead it is not
+    # (results/2026-12-01_cpu_serving_spread: no better than the mean curve), and not computed
+    with_spread = simulated(spread) if spread is not None and clock else None
     sim = with_spread or mean_curve
     # the earlier headline beside it: the mean curve with every sample of the time outside the
     # handler, the batches in progress a request waited for included
@@ -736,7 +759,7 @@ def format_table(records: list[dict]) -> str:
             "| p99 90% interval | max ms "
             "| sim p50 ms | sim p99 ms | p50 err | p99 err | blocked ms | p50/p99 err, mean curve "
             "| p50/p99 err, mean curve, all overhead | mean batch | GC pauses >= 5 ms, server/client |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|")
+            "|---|" + "---:|" * 17 + "---|---|---:|---|")
 
     def f(x, spec=".1f"):
         return "—" if x is None else format(x, spec)
@@ -748,7 +771,8 @@ def format_table(records: list[dict]) -> str:
             f"| {f(r['latency_ms_p99'])} | {ci(r.get('latency_ms_p99_ci90'))} | {f(r['latency_ms_max'])} "
             f"| {f(r.get('p50_ms_simulated'))} "
             f"| {f(r.get('p99_ms_simulated'))} | {f(r.get('p50_rel_error'), '+.0%')} "
-            f"| {f(r.get('p99_rel_error'), '+.0%')} | {f(r.get('overhead_blocked_ms_mean'))} | {_errors(r, 'mean_curve')} "
+            f"| {f(r.get('p99_rel_error'), '+.0%')} | {f(r.get('overhead_blocked_ms_mean'))} "
+            f"| {_errors(r, 'mean_curve')} "
             f"| {_errors(r, 'raw_overhead')} "
             f"| {f(r.get('mean_batch_size'), '.2f')} | {_gc_cell(r)} |"
             for r in records]

@@ -31,12 +31,14 @@ Three refinements over the offline model (:func:`bertg4.cost.simulate` with a be
   the curve's capacity still holds). Each simulated batch takes its size's time times a factor
   drawn from these, so the simulated queue sees the measured variability as well as the mean
   (a queue's tail grows with the spread of its service times, not only with their mean).
-  Without ``spread`` every batch of a size takes the same time. The load records' headline
-  percentiles are those with the spread, and with the overhead less the batches waited for on
-  the way in. Beside them: the mean curve with the same overhead (``*_mean_curve``), and the
-  mean curve with all of it (``*_raw_overhead``). The latter was the headline of the records
-  before ``results/2026-12-02_cpu_serving_blocked_wait``; there the overhead's blocked waits
-  stood in for the spread's tail and made the p50 11-25 % too high from half load on.
+  Without ``spread`` every batch of a size takes the same time. Where the server shares the
+  load generator's clock, the load records' headline percentiles are those with the spread and
+  with the overhead less the batches waited for on the way in. Beside them: the mean curve with
+  the same overhead (``*_mean_curve``), and the mean curve with all of it (``*_raw_overhead``).
+  The latter was the headline of the records before ``results/2026-12-02_cpu_serving_blocked_wait``,
+  and stays it for a server elsewhere. In it the overhead's blocked waits stand in for the
+  spread's tail; in ``results/2026-12-02_cpu_serving_closed_loop_capacity`` they made the p50
+  11-25 % too high from half load on.
 - **The replica's work between batches** (``gap_s``): with requests waiting, the next batch
   does not start the moment the last one ends; the replica first answers the finished
   requests, reads new ones and forms the batch (``x-bertg4-batch-gap-ms``, measured for full

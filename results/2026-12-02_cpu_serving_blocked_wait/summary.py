@@ -1,5 +1,5 @@
 """The simulator against the server in this record's runs, from their records.jsonl:
-    python results/2026-12-02_cpu_serving_blocked_wait/summary.py > results/2026-12-02_cpu_serving_blocked_wait/summary.txt
+    cd results/2026-12-02_cpu_serving_blocked_wait && python summary.py > summary.txt
 Per level: measured p50/p99, and each simulation's relative error (headline: the measured spread,
 the overhead less the batches waited for on the way in; mean: the mean curve, same overhead;
 raw: the mean curve with all of the overhead), Y where both p50 and p99 are within 25 %."""
@@ -19,14 +19,18 @@ def pct(x):
     return "  -  " if x is None else f"{x:+5.0%}"
 
 
+def pct_ms(x):
+    return "  -  " if x is None else f"{x:5.1f}"
+
+
 totals = {m: [0, 0] for m, _ in MODELS}
 for run in ("run1", "run2", "run3", "run4", "batch8"):
     rows = [json.loads(line) for line in open(os.path.join(HERE, run, "records.jsonl"))]
     s = next(r for r in rows if r["kind"] == "summary")
     print(f"{run}: max batch {s['max_batch_size']}, single request p50 {s['single_ms_p50']:.1f} ms, offline "
-          f"{s['offline_per_s_max_batch']:.1f}/s, closed-loop capacity {s['capacity_per_s']:.1f}/s, served at p99 <= "
-          f"{s['p99_target_ms']:.0f} ms: {s['max_rate_per_s']:.1f}/s = {s['throughput_vs_offline']:.0%} of offline "
-          f"(queueing bound {s['queueing_bound_vs_offline']:.0%})")
+          f"{s['offline_per_s_max_batch']:.1f}/s, closed-loop capacity {s['capacity_per_s']:.1f}/s, served at "
+          f"p99 <= {s['p99_target_ms']:.0f} ms: {s['max_rate_per_s']:.1f}/s = {s['throughput_vs_offline']:.0%} "
+          f"of offline (queueing bound {s['queueing_bound_vs_offline']:.0%})")
     for r in rows:
         if r["kind"] in ("summary", "capacity"):
             continue
@@ -36,9 +40,10 @@ for run in ("run1", "run2", "run3", "run4", "batch8"):
             ok = within(r, suf)
             totals[m][0] += ok
             totals[m][1] += 1
-            cells.append(f"{m} {pct(r.get('p50_rel_error' + suf))} {pct(r.get('p99_rel_error' + suf))} {'Y' if ok else '-'}")
+            e50, e99 = pct(r.get("p50_rel_error" + suf)), pct(r.get("p99_rel_error" + suf))
+            cells.append(f"{m} {e50} {e99} {'Y' if ok else '-'}")
         ci = r["latency_ms_p99_ci90"]
         print(f"  {r['kind']:8s} {r['rate_per_s']:6.1f}/s ({frac:4.0%}) rejected {r['rejected']:3d} "
               f"p50 {r['latency_ms_p50']:6.1f} p99 {r['latency_ms_p99']:6.1f} [{ci[0]:.0f}-{ci[1]:.0f}] "
-              f"blocked {r['overhead_blocked_ms_mean']:5.1f} ms | " + " | ".join(cells))
+              f"blocked {pct_ms(r.get('overhead_blocked_ms_mean'))} ms | " + " | ".join(cells))
 print("levels with p50 and p99 within 25 %: " + ", ".join(f"{m} {a} of {n}" for m, (a, n) in totals.items()))
