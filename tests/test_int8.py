@@ -34,7 +34,7 @@ def test_the_linear_with_outlier_inputs_stays_float32():
     assert report["activation_bits"] == (8 if cpu_has_vnni() else 7)
 
 
-def test_eight_bit_activations_halve_the_rounding_error():
+def test_activation_bits_suit_the_cpus_int8_kernel():
     """With VNNI, 8-bit activations halve 7-bit's rounding error. Without it, PyTorch's INT8
     kernel adds pairs of 8-bit products in 16 bits, which 8-bit activations overflow: the error
     grows instead, which is why ``quantize_int8`` takes 7 bits there unless told otherwise."""

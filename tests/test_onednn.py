@@ -124,8 +124,8 @@ def test_input_quantization_is_one_scale_over_the_range(qmax):
 def test_int8_linear_is_integer_arithmetic_on_its_codes(gelu):
     """oneDNN's result equals float arithmetic on the same integer codes (the only error left
     is float32 summation order), so the kernel adds no error of its own to quantization's -- at
-    the activation codes the engine takes (0..127 without VNNI, whose 16-bit pair sums 8-bit
-    codes would overflow)."""
+    the activation codes the engine takes (0..127 on a CPU without VNNI, where 8-bit codes would
+    overflow the kernel's 16-bit sums of product pairs)."""
     qmax = 255 if cpu_has_vnni() else 127
     torch.manual_seed(1)
     x, w, b = torch.randn(2, 9, 64), torch.randn(48, 64) * 0.1, torch.randn(48)
@@ -184,6 +184,7 @@ def test_int8_answers_stay_close_to_float32(embedded, sst2_dev):
     for mode in ("fixed", "longest", "packed"):
         cos = {r: (a * q.infer(batch, 32, padding=mode)).sum(-1) for r, q in rungs.items()}  # unit vectors
         assert cos["onednn-int8"].min() >= (0.98 if cpu_has_vnni() else 0.95), (mode, cos["onednn-int8"].min())
-        assert cos["onednn-int8"].min() >= cos["int8"].min() - 0.01, (mode, cos)
+        if not cpu_has_vnni():  # 7 bits for both: the lowest as PyTorch's INT8 gets
+            assert cos["onednn-int8"].min() >= cos["int8"].min() - 0.01, (mode, cos)
         assert cos["onednn-int8"].mean() >= cos["int8"].mean() - 0.002, (mode, cos)
         assert cos["onednn-int8"].min() < 0.9999  # a different computation, not the float one

@@ -304,14 +304,15 @@ def shared_clock(rows: list) -> bool:
 def _busy_spans(answered: list) -> dict:
     """Per replica (``x-bertg4-replica``), the times it computed batches: the union of the
     ``x-bertg4-clock`` batch spans of ``answered``, merged where they overlap (answers of one
-    batch share a span; answers without a replica header all count as one replica's), as
+    batch share a span; answers without a replica header all count as one replica's, which
+    overstates the wait where several replicas send none), as
     ``(starts, lengths, compute time before each start)``. Answers without a readable clock
     are left out."""
     spans: dict = {}
     for r in answered:
         try:
             _, start, end, _ = _clock(r)
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, AttributeError):  # no clock, not four times, null
             continue
         spans.setdefault(r.get("replica"), set()).add((start, max(end, start)))
     busy = {}
@@ -499,8 +500,9 @@ def _load_record(run: dict, server: dict, warmup_s: float, timer: str, seed: int
         return out
     mean_curve = simulated(None)  # every batch of a size takes the curve's mean time
     # each batch a draw from the measured spread: the headline where the overhead is without the
-    # blocked waits (a queue's tail grows with the spread); with all of the overhead it is not
-    # (results/2026-12-01_cpu_serving_spread: no better than the mean curve), and not computed
+    # blocked waits (a queue's tail grows with the spread). Without a shared clock (all of the
+    # overhead kept) the spread is not simulated: results/2026-12-01_cpu_serving_spread found it
+    # no better than the mean curve there.
     with_spread = simulated(spread) if spread is not None and clock else None
     sim = with_spread or mean_curve
     # the earlier headline beside it: the mean curve with every sample of the time outside the

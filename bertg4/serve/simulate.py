@@ -36,7 +36,7 @@ Three refinements over the offline model (:func:`bertg4.cost.simulate` with a be
   with the overhead less the batches waited for on the way in. Beside them: the mean curve with
   the same overhead (``*_mean_curve``), and the mean curve with all of it (``*_raw_overhead``).
   The latter was the headline of the records before ``results/2026-12-02_cpu_serving_blocked_wait``,
-  and stays it for a server elsewhere. In it the overhead's blocked waits stand in for the
+  and remains the headline for a server elsewhere. In it the overhead's blocked waits stand in for the
   spread's tail; in ``results/2026-12-02_cpu_serving_closed_loop_capacity`` they made the p50
   11-25 % too high from half load on.
 - **The replica's work between batches** (``gap_s``): with requests waiting, the next batch

@@ -19,7 +19,7 @@ def pct(x):
     return "  -  " if x is None else f"{x:+5.0%}"
 
 
-def pct_ms(x):
+def ms_or_dash(x):
     return "  -  " if x is None else f"{x:5.1f}"
 
 
@@ -45,5 +45,5 @@ for run in ("run1", "run2", "run3", "run4", "batch8"):
         ci = r["latency_ms_p99_ci90"]
         print(f"  {r['kind']:8s} {r['rate_per_s']:6.1f}/s ({frac:4.0%}) rejected {r['rejected']:3d} "
               f"p50 {r['latency_ms_p50']:6.1f} p99 {r['latency_ms_p99']:6.1f} [{ci[0]:.0f}-{ci[1]:.0f}] "
-              f"blocked {pct_ms(r.get('overhead_blocked_ms_mean'))} ms | " + " | ".join(cells))
+              f"blocked {ms_or_dash(r.get('overhead_blocked_ms_mean'))} ms | " + " | ".join(cells))
 print("levels with p50 and p99 within 25 %: " + ", ".join(f"{m} {a} of {n}" for m, (a, n) in totals.items()))
