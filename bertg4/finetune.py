@@ -548,6 +548,7 @@ def write_head(folder: str, ckpt: Checkpoint, summary: dict) -> tuple[str, str]:
     record = {"task": summary["task"], "head": "classifier", "design": summary["design"],
               "shapes": {k: list(v.shape) for k, v in head.items()}, "sha256": D.sha256(path),
               "backbone": summary["model"], "backbone_fingerprint": backbone_fingerprint(ckpt.weights),
+              "backbone_fingerprint_float16": backbone_fingerprint(ckpt.weights, float16=True),
               **{k: summary[k] for k in ("schedule", "max_length", "l2", "holdout", "l2_chosen",
                                          "holdout_accuracy", "train_accuracy", "train_sentences",
                                          "train_data", "truncated_train", "seed", "dev_data",

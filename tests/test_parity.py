@@ -3,7 +3,7 @@
 The spine of trust in a re-implemented model: on the embedded all-MiniLM-L6-v2
 checkpoint, every layer's hidden states (at the valid positions) and the pooled
 output must equal the reference's within max-abs 1e-4, on GLUE SST-2 dev
-sentences, padded, for batch sizes 1-32 and sequence lengths up to 512, for
+sentences (all 872 at batch 32 and seq 128), padded, for batch sizes 1-32 and sequence lengths up to 512, for
 single sentences and for sentence pairs.
 """
 import copy
@@ -63,7 +63,11 @@ def test_sentences_match_transformers(models, tok, sst2_dev, measured, batch_siz
     if seq_len == 512:  # SST-2 sentences are short: fill 512 positions with real text
         sents = [" ".join(sents[i:i + 24]) for i in range(0, len(sents), 24)][:32]
     elif batch_size == 1:
-        sents = sents[:200]
+        sents = sents[:96]
+    elif (batch_size, seq_len) != (32, 128):
+        # every dev sentence runs at batch 32 and seq 128; the other shapes take 208 of them
+        # (every fourth, so that their lengths spread as the whole set's do), 16 batches of 13
+        sents = sents[::4][:208]
     with pytest.warns(TruncationWarning) if seq_len == 512 else _no_warning():
         batch = tok.encode_sentences(sents, seq_len=seq_len)
     assert (batch.valid_length < seq_len).any() or seq_len == 512

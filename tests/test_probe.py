@@ -35,6 +35,7 @@ def test_shipped_head_matches_its_record(record, embedded):
     assert all(np.isfinite(v).all() for v in tensors.values())
     # fitted on the installed embedded model, SST-2 train only, dev scored once and recorded
     assert record["backbone_fingerprint"] == C.backbone_fingerprint(embedded.weights)
+    assert record["backbone_fingerprint_float16"] == C.backbone_fingerprint(embedded.weights, float16=True)
     assert record["train_data"]["sha256"] == D.SST2_SHA256["train.tsv"]
     assert record["dev_data"]["sha256"] == D.SST2_SHA256["dev.tsv"] and record["dev_data"]["rows"] == 872
     assert record["train_sentences"] == 20000 and record["schedule"] == "probe"
@@ -83,6 +84,33 @@ def test_mx_engine_runs_the_shipped_head(sst2_dev):
     p = bertg4.load("embedded", task="SST", seq_length=64, checkpoint=ckpt)
     m = bertg4.load("embedded", task="SST", engine="mx", seq_length=64, checkpoint=ckpt)
     assert m.predict(sst2_dev.first[:32]).tolist() == p.predict(sst2_dev.first[:32]).tolist()
+
+
+def test_a_float16_copy_of_the_encoder_keeps_the_head_and_says_so(tmp_path, record, sst2_dev, measured):
+    """scripts/gpu_carry.py's copy: the weights in float16, the shipped head still used (and
+    named as used on a copy); the same copy rounded otherwise (bfloat16) is another encoder."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gpu_carry.py"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    copy = tmp_path / "minilm"
+    assert load_file(str(copy / "model.safetensors"))["pooler.dense.weight"].dtype == np.float16
+    assert os.path.getsize(copy / "model.safetensors") < 0.55 * os.path.getsize(
+        os.path.join(C.embedded_dir(), "model.safetensors"))
+    assert D.sha256(str(tmp_path / "data" / "sst2" / "dev.tsv")) == D.SST2_SHA256["dev.tsv"]
+    ckpt = C.load_checkpoint(str(copy))
+    C.add_head(ckpt, "classifier", 2, task="SST")
+    (note,) = [n for n in ckpt.notes if "shipped with bertg4" in n]
+    assert "float16 copy of those it was fitted on" in note
+    p = bertg4.load("embedded", task="SST", seq_length=128, checkpoint=ckpt)
+    acc = float((p.predict(sst2_dev.first, batch_size=128) == np.asarray(sst2_dev.labels)).mean())
+    measured("SST-2 dev accuracy, shipped head on a float16 copy of the embedded weights", f"{acc:.4f}")
+    assert abs(acc - record["dev_accuracy"]) <= 4 / 872, (acc, record["dev_accuracy"])
+    other = C.load_checkpoint(str(copy))
+    other.weights = {k: (v.view(np.uint32) & 0xFFFF0000).view(np.float32) for k, v in other.weights.items()}
+    C.add_head(other, "classifier", 2, task="SST")
+    assert any("not used" in n for n in other.notes) and any("randomly initialised" in n for n in other.notes)
 
 
 def test_a_head_fitted_on_other_weights_is_not_used():
