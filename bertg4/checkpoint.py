@@ -185,26 +185,34 @@ def _read_hf_tensors(folder: str) -> tuple[dict, str]:
 
 
 def float16_copy(folder: str, out: str) -> str:
-    """Copy a Hugging Face folder (``model.safetensors`` and the files beside it) to ``out`` with
-    its floating-point weights stored in float16: half the size (the embedded model's 87 MiB
-    become 44 MiB), read back into float32 as every checkpoint is. The shipped heads know such a
-    copy of the encoder they were fitted on (:func:`add_head`). Returns the new weights file."""
+    """Copy a Hugging Face folder (``model.safetensors`` and everything beside it, subfolders such
+    as sentence-transformers' ``1_Pooling/`` too) to ``out`` with its floating-point weights
+    stored in float16: half the size (the embedded model's 87 MiB become 44 MiB), read back into
+    float32 as every checkpoint is. The shipped heads know such a copy of the encoder they were
+    fitted on (:func:`add_head`). A weight beyond float16's range is refused, named. Returns the
+    new weights file."""
     import shutil
     from safetensors.numpy import save_file
+    if os.path.realpath(out) == os.path.realpath(folder):
+        raise CheckpointError(f"{out}: the copy must go to another folder than {folder}")
     raw, path = _read_hf_tensors(folder)
     if not path.endswith(".safetensors"):
         raise CheckpointError(f"{folder}: float16_copy reads model.safetensors only, "
                               f"found {os.path.basename(path)}")
-    if os.path.realpath(out) == os.path.realpath(folder):
-        raise CheckpointError(f"{out}: the copy must go to another folder than {folder}")
-    os.makedirs(out, exist_ok=True)
-    for name in os.listdir(folder):
-        src = os.path.join(folder, name)
-        if name != "model.safetensors" and os.path.isfile(src):
-            shutil.copyfile(src, os.path.join(out, name))
+    half = {}
+    for name, v in raw.items():
+        if np.issubdtype(v.dtype, np.floating):
+            h = v.astype(np.float16)
+            if (np.isfinite(v) & ~np.isfinite(h)).any():
+                top = float(np.abs(v[np.isfinite(v)]).max())
+                raise CheckpointError(f"{path}: {name} holds values beyond float16's range "
+                                      f"(max |w| {top:.3g} > 65504); keep it in float32")
+            v = h
+        half[name] = np.ascontiguousarray(v)
+    shutil.copytree(folder, out, ignore=shutil.ignore_patterns("model.safetensors"), dirs_exist_ok=True)
     dst = os.path.join(out, "model.safetensors")
-    save_file({k: np.ascontiguousarray(v.astype(np.float16) if np.issubdtype(v.dtype, np.floating) else v)
-               for k, v in raw.items()}, dst, metadata={"format": "pt"})
+    save_file(half, dst + ".tmp", metadata={"format": "pt"})
+    os.replace(dst + ".tmp", dst)
     return dst
 
 

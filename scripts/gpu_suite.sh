@@ -7,8 +7,9 @@
 # MODEL_DIR: the embedded all-MiniLM-L6-v2 folder (default: the installed package's);
 #            a float16 copy works (weights are read into float32; the shipped SST-2 head applies).
 # DATA_DIR:  a folder holding sst2/dev.tsv (default: the usual search path).
-# On a machine without bertg4 installed, `python scripts/gpu_carry.py .gpu` (here) writes both,
-# 44 MiB, to carry beside the working tree: scripts/gpu_suite.sh OUT .gpu/minilm .gpu/data
+# Where bertg4 (and so the package holding the embedded checkpoint) is not installed,
+# `python scripts/gpu_carry.py .gpu`, run where it is, writes MODEL_DIR in float16 (44 MiB) to
+# carry beside the working tree: scripts/gpu_suite.sh OUT .gpu/minilm (data/sst2 travels as is).
 # Writes to OUT_DIR: env.json, nvidia-smi.csv, pytest.log (the CUDA tests), records.jsonl,
 # table.md and suite.log (`bertg4 bench --suite gpu`: every rung on BERT-base, seq 128,
 # batch 1/8/32/128, beside transformers sdpa fp16 and torch.compile), deploy_all_b128.json

@@ -66,7 +66,7 @@ def test_sentences_match_transformers(models, tok, sst2_dev, measured, batch_siz
         sents = sents[:96]
     elif (batch_size, seq_len) != (32, 128):
         # every dev sentence runs at batch 32 and seq 128; the other shapes take 208 of them
-        # (every fourth, so that their lengths spread as the whole set's do), 16 batches of 13
+        # (every fourth, so that their lengths spread as the whole set's do)
         sents = sents[::4][:208]
     with pytest.warns(TruncationWarning) if seq_len == 512 else _no_warning():
         batch = tok.encode_sentences(sents, seq_len=seq_len)

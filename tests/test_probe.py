@@ -55,6 +55,7 @@ def test_load_uses_the_shipped_head_and_says_so(record, embedded):
     assert len(shipped) == 1 and f"{100 * record['dev_accuracy']:.2f} %" in shipped[0]
     assert "bertg4/heads/embedded-SST-probe.json" in shipped[0]
     assert not any("randomly initialised" in n for n in p.notes)
+    assert "float16 copy" not in shipped[0]  # the installed weights are the ones it was fitted on
     # the caller's checkpoint is not changed; a task without a trained head stays random, and says so
     assert "classifier.weight" not in embedded.weights
     for task in ("QA", "CoLA"):
@@ -87,18 +88,22 @@ def test_mx_engine_runs_the_shipped_head(sst2_dev):
 
 
 def test_a_float16_copy_of_the_encoder_keeps_the_head_and_says_so(tmp_path, record, sst2_dev, measured):
-    """scripts/gpu_carry.py's copy: the weights in float16, the shipped head still used (and
-    named as used on a copy); the same copy rounded otherwise (bfloat16) is another encoder."""
+    """scripts/gpu_carry.py's copy: the weights in float16, every other file and folder as it was,
+    the shipped head still used and named as used on a copy; the copy's tensors rounded to
+    bfloat16 instead are another encoder's."""
     import subprocess
     import sys
     out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gpu_carry.py"), str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    copy = tmp_path / "minilm"
-    assert load_file(str(copy / "model.safetensors"))["pooler.dense.weight"].dtype == np.float16
-    assert os.path.getsize(copy / "model.safetensors") < 0.55 * os.path.getsize(
-        os.path.join(C.embedded_dir(), "model.safetensors"))
-    assert D.sha256(str(tmp_path / "data" / "sst2" / "dev.tsv")) == D.SST2_SHA256["dev.tsv"]
+    source, copy = C.embedded_dir(), tmp_path / "minilm"
+    assert f"copied {source} in float16" in out.stdout
+    half = load_file(str(copy / "model.safetensors"))
+    floats = sum(v.size for v in half.values() if v.dtype == np.float16)
+    assert half["pooler.dense.weight"].dtype == np.float16 and floats > 20_000_000
+    assert os.path.getsize(copy / "model.safetensors") < 2 * sum(v.size * v.itemsize for v in half.values())
+    assert sorted(os.path.relpath(os.path.join(d, f), source) for d, _, fs in os.walk(source) for f in fs) == \
+        sorted(os.path.relpath(os.path.join(d, f), copy) for d, _, fs in os.walk(copy) for f in fs)
     ckpt = C.load_checkpoint(str(copy))
     C.add_head(ckpt, "classifier", 2, task="SST")
     (note,) = [n for n in ckpt.notes if "shipped with bertg4" in n]
@@ -108,9 +113,25 @@ def test_a_float16_copy_of_the_encoder_keeps_the_head_and_says_so(tmp_path, reco
     measured("SST-2 dev accuracy, shipped head on a float16 copy of the embedded weights", f"{acc:.4f}")
     assert abs(acc - record["dev_accuracy"]) <= 4 / 872, (acc, record["dev_accuracy"])
     other = C.load_checkpoint(str(copy))
-    other.weights = {k: (v.view(np.uint32) & 0xFFFF0000).view(np.float32) for k, v in other.weights.items()}
+    import torch
+    other.weights = {k: torch.from_numpy(v).bfloat16().float().numpy() for k, v in other.weights.items()}
     C.add_head(other, "classifier", 2, task="SST")
     assert any("not used" in n for n in other.notes) and any("randomly initialised" in n for n in other.notes)
+    # what the copy refuses: itself as its target, a weight float16 cannot hold, a .bin checkpoint
+    with pytest.raises(C.CheckpointError, match="another folder"):
+        C.float16_copy(str(copy), str(copy))
+    big = tmp_path / "big"
+    big.mkdir()
+    from safetensors.numpy import save_file
+    save_file({"w": np.array([1.0, 7e4], np.float32)}, str(big / "model.safetensors"))
+    with pytest.raises(C.CheckpointError, match=r"w holds values beyond float16's range"):
+        C.float16_copy(str(big), str(tmp_path / "big16"))
+    assert not (tmp_path / "big16").exists()
+    binary = tmp_path / "bin"
+    binary.mkdir()
+    torch.save({"w": torch.ones(2)}, str(binary / "pytorch_model.bin"))
+    with pytest.raises(C.CheckpointError, match="reads model.safetensors only"):
+        C.float16_copy(str(binary), str(tmp_path / "bin16"))
 
 
 def test_a_head_fitted_on_other_weights_is_not_used():
