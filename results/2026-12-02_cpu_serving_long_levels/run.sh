@@ -5,7 +5,7 @@
 # with its own server. Every request is kept (requests.jsonl.gz). No --find-max: these runs ask
 # only whether the simulator's misses of the earlier record were chance or the model's.
 # Run from the repository root on a quiet machine:
-#   bash results/2026-12-02_cpu_serving_long_levels/run.sh [OUT]      # about 20 minutes
+#   bash results/2026-12-02_cpu_serving_long_levels/run.sh [OUT]      # about 22 minutes
 set -u
 OUT=${1:-results/2026-12-02_cpu_serving_long_levels}
 . "$(dirname "$0")/../../scripts/serve_ready.sh"
