@@ -195,10 +195,10 @@ def float16_copy(folder: str, out: str) -> str:
     from safetensors.numpy import save_file
     if os.path.realpath(out) == os.path.realpath(folder):
         raise CheckpointError(f"{out}: the copy must go to another folder than {folder}")
+    if not os.path.isfile(os.path.join(folder, "model.safetensors")) and \
+            os.path.isfile(os.path.join(folder, "pytorch_model.bin")):  # refused before it is read
+        raise CheckpointError(f"{folder}: float16_copy reads model.safetensors only, found pytorch_model.bin")
     raw, path = _read_hf_tensors(folder)
-    if not path.endswith(".safetensors"):
-        raise CheckpointError(f"{folder}: float16_copy reads model.safetensors only, "
-                              f"found {os.path.basename(path)}")
     half = {}
     for name, v in raw.items():
         if np.issubdtype(v.dtype, np.floating):

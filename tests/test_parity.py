@@ -3,8 +3,8 @@
 The spine of trust in a re-implemented model: on the embedded all-MiniLM-L6-v2
 checkpoint, every layer's hidden states (at the valid positions) and the pooled
 output must equal the reference's within max-abs 1e-4, on GLUE SST-2 dev
-sentences (all 872 at batch 32 and seq 128), padded, for batch sizes 1-32 and sequence lengths up to 512, for
-single sentences and for sentence pairs.
+sentences (all 872 at batch 32 and seq 128), padded, for batch sizes 1-32 and
+sequence lengths up to 512, for single sentences and for sentence pairs.
 """
 import copy
 import os

@@ -39,7 +39,7 @@ for run in runs:
         batches = {(r["replica"], r["batch"]): float(r["service-ms"]) for r in rows}
         starts = {(r["replica"], r["batch"]): float(r["clock"].split()[1]) for r in rows if r.get("clock")}
         med = np.median(list(batches.values()))
-        long = [k for k, s in batches.items() if s > 3 * med]
+        long = {k for k, s in batches.items() if s > 3 * med}
         t_long = np.array(sorted(starts[k] for k in long if k in starts))
         window = int(max((np.searchsorted(t_long, t + 3.0) - i for i, t in enumerate(t_long)), default=0))
         d = np.diff(sorted(starts[k] for k, s in batches.items() if s > 4 * med and k in starts))
@@ -48,7 +48,7 @@ for run in runs:
             near = np.abs(d - period * np.round(d / period)) < 0.1
             periodic[period][0] += int((near & (np.round(d / period) >= 1)).sum())
             periodic[period][1] += len(d)
-        held = sum((r["replica"], r["batch"]) in set(long) for r in rows)
+        held = sum((r["replica"], r["batch"]) in long for r in rows)
         print(f"{run} level {level} ({rows[0]['rate_per_s']:.1f}/s, {len(rows)} answered): p99 {p99:.0f} ms | "
               f"slowest 1 %: latency {lat[top].mean():.0f}, replica {rep[top].mean():.0f} (service "
               f"{svc[top].mean():.0f}), outside {out[top].mean():.0f} | all: replica {rep.mean():.0f}, outside "
