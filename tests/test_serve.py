@@ -525,6 +525,45 @@ def test_serve_config_is_a_valid_serve_config(tmp_path):
         build_app({"modle": "embedded"})
 
 
+def test_local_ray_starts_without_metrics_unless_asked(monkeypatch):
+    """Ray's metrics round every 10 s stalls a batch on a small machine, so a local Ray
+    instance starts with metrics collection off; --ray-metrics keeps it, and a value the
+    user set is theirs. Ray itself is not started: its start is replaced by a probe."""
+    import argparse
+    import os
+    import ray
+    from bertg4.serve import command, server as srv
+
+    seen = []
+
+    def probe(num_cpus, attempts=2):
+        seen.append(os.environ.get("RAY_enable_metrics_collection"))
+        raise RuntimeError("probe: no Ray")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(srv, "_init_local", probe)
+    monkeypatch.delenv("RAY_enable_metrics_collection", raising=False)
+    for kw in ({}, {"ray_metrics": True}):
+        with pytest.raises(RuntimeError, match="probe"):
+            srv.start({"model": "embedded"}, port=free_port(), **kw)
+    monkeypatch.setenv("RAY_enable_metrics_collection", "1")
+    with pytest.raises(RuntimeError, match="probe"):
+        srv.start({"model": "embedded"}, port=free_port())
+    assert seen == ["0", None, "1"]
+    assert os.environ["RAY_enable_metrics_collection"] == "1"  # only the Ray start saw the change
+    # the command passes the flag on
+    calls = []
+
+    def fake_start(*a, **kw):
+        calls.append(kw["ray_metrics"])
+        raise KeyboardInterrupt
+    monkeypatch.setattr(srv, "start", fake_start)
+    parser = argparse.ArgumentParser()
+    command.add_parser(parser.add_subparsers(dest="command"))
+    for argv in (["serve"], ["serve", "--ray-metrics"]):
+        assert command.run(parser.parse_args(argv)) == 0
+    assert calls == [False, True]
+
+
 def test_deploy_folder_configs_are_valid():
     """deploy/serve_config.yaml and the RayService's serveConfigV2 are Serve configs whose
     application args the builder accepts."""

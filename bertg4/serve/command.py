@@ -95,6 +95,10 @@ def add_parser(sub):
     s.add_argument("--direct-ingress", action="store_true",
                    help="Ray Serve's throughput-optimized mode: each replica also answers on an HTTP server "
                    "of its own (printed at start), which a client can use to skip the proxy's hop")
+    s.add_argument("--ray-metrics", action="store_true",
+                   help="keep Ray's metrics collection on in the local Ray instance (off by default: its "
+                   "round every 10 s stalls a batch on a machine of few cores); with --address the "
+                   "cluster's own setting applies")
     s.add_argument("--write-config", metavar="PATH", help="write a Ray Serve config YAML (serve deploy / "
                    "serve run / KubeRay serveConfigV2) for these settings, and exit")
 
@@ -214,7 +218,8 @@ def _serve(args) -> int:
                     replicas=None if auto else args.replicas, min_replicas=args.min_replicas,
                     max_replicas=args.max_replicas, replica_cpus=args.replica_cpus, num_gpus=args.num_gpus,
                     max_ongoing_requests=args.max_ongoing_requests,
-                    max_queued_requests=args.max_queued_requests, direct_ingress=args.direct_ingress)
+                    max_queued_requests=args.max_queued_requests, direct_ingress=args.direct_ingress,
+                    ray_metrics=args.ray_metrics)
         signal.signal(signal.SIGTERM, stop_on_signal)  # again: starting Ray installs its own handler
         print(srv.describe(), flush=True)
         print("Ctrl-C or SIGTERM stops the server.", flush=True)

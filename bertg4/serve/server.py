@@ -28,6 +28,12 @@ APP_NAME = "bertg4"
 DIRECT_INGRESS_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
 _DIRECT_RAY = False  # this process started the running local Ray instance in that mode
 
+#: a local Ray instance without Ray's metrics collection: with it on, the dashboard agent
+#: gathers and exports metrics every 10 s, and on a machine of few cores each round takes
+#: a core from the replicas for tens of ms, stalling one batch in every 10 s (seen as the
+#: p99 of a load test: results/2026-12-02_cpu_serving_stall). A value the user set stays.
+METRICS_OFF_ENV = {"RAY_enable_metrics_collection": "0"}
+
 
 def _init_local(num_cpus, attempts: int = 2) -> None:
     """A local Ray instance on 127.0.0.1. Ray gives its node 30 s to register; on a machine
@@ -100,7 +106,8 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
           max_replicas: int | None = None, replica_cpus: float = 1, num_gpus: float = 0,
           max_ongoing_requests: int | None = None, max_queued_requests: int | None = None,
           resources: dict | None = None, max_replicas_per_node: int | None = None,
-          proxy_location: str | None = None, direct_ingress: bool = False) -> Server:
+          proxy_location: str | None = None, direct_ingress: bool = False,
+          ray_metrics: bool = False) -> Server:
     """Run the application and return once its replicas answer.
 
     ``address``: join that Ray cluster (``"auto"``, ``"127.0.0.1:6379"``); otherwise a local
@@ -109,6 +116,8 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
     ``proxy_location`` is Serve's (``EveryNode``, its default; ``HeadOnly`` when several Ray
     nodes share one machine and so one port). ``direct_ingress``: see the module's text; it
     needs a Ray instance started here (or a cluster started with ``DIRECT_INGRESS_ENV``).
+    ``ray_metrics``: keep Ray's metrics collection on in a local Ray instance started here
+    (off by default, see ``METRICS_OFF_ENV``); a cluster joined with ``address`` keeps its own.
     """
     import ray
     from ray import serve
@@ -134,6 +143,8 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
             # set stays theirs)
             env = {k: (v if k == "RAY_SERVE_THROUGHPUT_OPTIMIZED" else os.environ.get(k, v))
                    for k, v in DIRECT_INGRESS_ENV.items()} if direct_ingress else {}
+            if not ray_metrics:
+                env.update({k: os.environ.get(k, v) for k, v in METRICS_OFF_ENV.items()})
             with scoped_environ(env):
                 _init_local(num_cpus)
             _DIRECT_RAY = bool(direct_ingress)

@@ -1,12 +1,14 @@
 """The simulator against the server in this record's runs, from their records.jsonl:
     cd results/2026-12-02_cpu_serving_blocked_wait && python summary.py > summary.txt
+or of another record with runs of the same names (those of them it has): python summary.py DIR
 Per level: measured p50/p99, and each simulation's relative error (headline: the measured spread,
 the overhead less the batches waited for on the way in; mean: the mean curve, same overhead;
 raw: the mean curve with all of the overhead), Y where both p50 and p99 are within 25 %."""
 import json
 import os
+import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
 MODELS = (("headline", ""), ("mean", "_mean_curve"), ("raw", "_raw_overhead"))
 
 
@@ -24,7 +26,7 @@ def ms_or_dash(x):
 
 
 totals = {m: [0, 0] for m, _ in MODELS}
-for run in ("run1", "run2", "run3", "run4", "batch8"):
+for run in [r for r in ("run1", "run2", "run3", "run4", "batch8") if os.path.isdir(os.path.join(HERE, r))]:
     rows = [json.loads(line) for line in open(os.path.join(HERE, run, "records.jsonl"))]
     s = next(r for r in rows if r["kind"] == "summary")
     print(f"{run}: max batch {s['max_batch_size']}, single request p50 {s['single_ms_p50']:.1f} ms, offline "
