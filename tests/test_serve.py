@@ -854,10 +854,12 @@ def test_loadtest_record(server, sst2_dev, tmp_path, measured):
     assert len(r["requests"]) == r["sent"] and all("clock" in q for q in r["requests"] if q["outcome"] == "ok")
     paths = write_outputs([{**r, "kind": "loadtest"}, {"kind": "summary", "task": "SST"}], str(tmp_path))
     assert [p.rsplit("/", 1)[1] for p in paths] == ["records.jsonl", "requests.jsonl.gz", "table.md", "loadtest.png"]
-    import gzip
-    with gzip.open(paths[1], "rt") as f:
-        lines = [json.loads(line) for line in f]
+    from bertg4.serve.loadtest import read_trace
+    lines = read_trace(str(tmp_path))  # the folder, or the file
     assert len(lines) == r["sent"] and {q["level"] for q in lines} == {0} and lines[0]["rate_per_s"] == 6.0
+    assert lines == read_trace(paths[1]) and [q["outcome"] for q in lines] == [q["outcome"] for q in r["requests"]]
+    assert read_trace(paths[1], kinds=("find_max",)) == []
+    assert len(read_trace(paths[1], ("loadtest",), "ok")) == r["ok"]
     with open(paths[0]) as f:
         assert "requests" not in json.loads(f.readline())  # the records stay one small line each
     lo, hi = r["latency_ms_p99_ci90"]  # the run's own chance: a block bootstrap over its send times

@@ -386,6 +386,20 @@ def trace(run: dict) -> list[dict]:
     return [{k: r[k] for k in TRACE_FIELDS if k in r} for r in run["results"]]
 
 
+def read_trace(path: str, kinds: tuple[str, ...] | None = None, outcome: str | None = None) -> list[dict]:
+    """The requests ``bertg4 loadtest --keep-requests`` kept: ``requests.jsonl.gz`` (or the
+    folder holding it), in the file's order, each with its level's ``level`` (its record's place
+    in records.jsonl), ``kind`` and ``rate_per_s``; only the levels of ``kinds`` (``"loadtest"``,
+    ``"find_max"``, ...) and the requests of ``outcome`` (``"ok"``, ...) when given."""
+    import gzip
+    import os
+    if os.path.isdir(path):
+        path = os.path.join(path, "requests.jsonl.gz")
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    return [r for r in rows if (kinds is None or r["kind"] in kinds) and (outcome is None or r["outcome"] == outcome)]
+
+
 def load_record(run: dict, server: dict, warmup_s: float = 0.0, timer: str = "idle", seed: int = 0,
                 n_sim: int = 20_000, keep_requests: bool = False) -> dict:
     """One record for one rate: counts, measured and simulated latency percentiles.

@@ -11,21 +11,19 @@
 - the slowest answers: when the ten slowest timed requests (sent after the level's warm-up) were
   sent, and over how long the requests of more than 200 ms were."""
 import collections
-import gzip
-import json
 import os
 
 import numpy as np
+
+from bertg4.serve.loadtest import read_trace
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WINDOW_S = 0.010
 WARMUP_S = 1.0  # the levels' warm-up (the records' warmup_s)
 for run in ("run1", "run2", "run3", "run4", "batch8"):
     levels = collections.defaultdict(list)
-    with gzip.open(os.path.join(HERE, run, "requests.jsonl.gz"), "rt") as f:
-        for line in f:
-            q = json.loads(line)
-            levels[(q["level"], q["kind"], q["rate_per_s"])].append(q)
+    for q in read_trace(os.path.join(HERE, run)):
+        levels[(q["level"], q["kind"], q["rate_per_s"])].append(q)
     print(run)
     for (_, kind, rate), reqs in sorted(levels.items()):
         ok = [q for q in reqs if q["outcome"] == "ok" and "clock" in q]

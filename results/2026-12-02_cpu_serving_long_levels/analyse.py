@@ -10,12 +10,12 @@ within any 3 s. Last, when the batches over 4 times
 the median started (the replica's clock): of the gaps of over 0.5 s between consecutive ones
 within a level, how many lie within 0.1 s of a multiple of 10 s (of gaps spread at random, about 2 %
 would), and of 5 s (about 4 %)."""
-import gzip
-import json
 import os
 from collections import defaultdict
 
 import numpy as np
+
+from bertg4.serve.loadtest import read_trace
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -24,11 +24,8 @@ periodic = {p: [0, 0] for p in PERIODS}
 runs = sorted(d for d in os.listdir(HERE) if d.startswith("run") and os.path.isdir(os.path.join(HERE, d)))
 for run in runs:
     levels = defaultdict(list)
-    with gzip.open(os.path.join(HERE, run, "requests.jsonl.gz"), "rt") as f:
-        for line in f:
-            r = json.loads(line)
-            if r["kind"] == "loadtest" and r["outcome"] == "ok":
-                levels[r["level"]].append(r)
+    for r in read_trace(os.path.join(HERE, run), ("loadtest",), "ok"):
+        levels[r["level"]].append(r)
     for level, rows in sorted(levels.items()):
         lat = np.array([r["latency_s"] * 1e3 for r in rows])
         rep = np.array([float(r["replica-ms"]) for r in rows])

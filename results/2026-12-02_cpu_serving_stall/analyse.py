@@ -6,7 +6,6 @@ together), the CPU it took (clock ticks, from sampler.py's cpu.jsonl) in samples
 a slow batch, per second of those samples, against the same group's rate in all samples of the
 load; the eight groups with the highest excess are listed, after the slow batches' start times
 (seconds after the first batch of the load) and the gaps between them."""
-import gzip
 import json
 import os
 import re
@@ -15,15 +14,15 @@ from collections import defaultdict
 
 import numpy as np
 
+from bertg4.serve.loadtest import read_trace
+
 
 def batches(run):
     out = {}
-    with gzip.open(os.path.join(run, "requests.jsonl.gz"), "rt") as f:
-        for line in f:
-            r = json.loads(line)
-            if r["kind"] == "loadtest" and r["outcome"] == "ok" and r.get("clock"):
-                c = [float(x) for x in r["clock"].split()]
-                out[(r["replica"], r["batch"])] = (c[1], c[2])
+    for r in read_trace(run, ("loadtest",), "ok"):
+        if r.get("clock"):
+            c = [float(x) for x in r["clock"].split()]
+            out[(r["replica"], r["batch"])] = (c[1], c[2])
     return sorted(out.values())
 
 

@@ -2,20 +2,18 @@
     cd results/2026-12-02_cpu_serving_long_levels/reporter && python analyse.py > analysis.txt
 Per run: batches, their median service time, the batches over 4 times it, when those started
 (seconds from the first batch, on the replica's clock), and the gaps between them."""
-import gzip
-import json
 import os
 
 import numpy as np
 
+from bertg4.serve.loadtest import read_trace
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 for run in ("default", "reporter60s"):
     batches = {}
-    with gzip.open(os.path.join(HERE, run, "requests.jsonl.gz"), "rt") as f:
-        for line in f:
-            r = json.loads(line)
-            if r["kind"] == "loadtest" and r["outcome"] == "ok" and r.get("clock"):
-                batches[(r["replica"], r["batch"])] = (float(r["clock"].split()[1]), float(r["service-ms"]))
+    for r in read_trace(os.path.join(HERE, run), ("loadtest",), "ok"):
+        if r.get("clock"):
+            batches[(r["replica"], r["batch"])] = (float(r["clock"].split()[1]), float(r["service-ms"]))
     first = min(t for t, _ in batches.values())
     med = float(np.median([s for _, s in batches.values()]))
     slow = sorted((t - first, s) for t, s in batches.values() if s > 4 * med)
