@@ -9,6 +9,9 @@
 #                              127.0.0.1, loaded by `bertg4 loadtest --url URL LOAD ARGS --output OUT`
 #                              (URL: the replica's own server when SERVE ARGS hold --direct-ingress),
 #                              then stopped by its pid; returns the load test's exit status.
+#   serve_and_load_runs OUT N "SERVE ARGS" LOAD ARGS...
+#                              serve_and_load N times, each with its own server: run1 .. runN,
+#                              into OUT/runK, its output in OUT/runK.txt; returns the last failed one's status (0: none).
 #   RECORD_SERVE, RECORD_LOAD  the server and the load of the direct-ingress records
 #                              (results/2026-11-29_cpu_serving_direct_ingress, ..._capacity).
 RECORD_SERVE="--seq-length 64 --max-batch-size 4 --batch-wait-ms 5 --threads 2 --num-cpus 2"
@@ -40,5 +43,15 @@ serve_and_load() {
     echo "== $name: $url"
     bertg4 loadtest --url "$url" "$@" --output "$out" || rc=$?
     kill -TERM $SPID; wait $SPID
+    return $rc
+}
+
+serve_and_load_runs() {
+    local out=$1 runs=$2 serve=$3 rc=0 n
+    shift 3
+    mkdir -p "$out"
+    for n in $(seq 1 "$runs"); do
+        serve_and_load run$n "$out/run$n" "$serve" "$@" > "$out/run$n.txt" 2>&1 || rc=$?
+    done
     return $rc
 }

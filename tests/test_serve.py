@@ -550,6 +550,14 @@ def test_local_ray_starts_without_metrics_unless_asked(monkeypatch):
         srv.start({"model": "embedded"}, port=free_port())
     assert seen == ["0", None, "1"]
     assert os.environ["RAY_enable_metrics_collection"] == "1"  # only the Ray start saw the change
+    # beside direct ingress's settings, each kept as the user set it
+    monkeypatch.delenv("RAY_enable_metrics_collection")
+    monkeypatch.delenv("RAY_SERVE_THROUGHPUT_OPTIMIZED", raising=False)
+    monkeypatch.setattr(srv, "_init_local", lambda num_cpus: seen.append(
+        {k: os.environ.get(k) for k in (*srv.DIRECT_INGRESS_ENV, "RAY_enable_metrics_collection")}) or probe(num_cpus))
+    with pytest.raises(RuntimeError, match="probe"):
+        srv.start({"model": "embedded"}, port=free_port(), direct_ingress=True)
+    assert seen[-2] == {**srv.DIRECT_INGRESS_ENV, "RAY_enable_metrics_collection": "0"}
     # the command passes the flag on
     calls = []
 

@@ -139,12 +139,11 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
             ray.init(address=address, log_to_driver=False)
         else:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            # inherited by the Ray processes started now, and only by them (a drain time the user
-            # set stays theirs)
+            # inherited by the Ray processes started now, and only by them (a drain time or a
+            # metrics setting the user set stays theirs)
+            wanted = {**(DIRECT_INGRESS_ENV if direct_ingress else {}), **({} if ray_metrics else METRICS_OFF_ENV)}
             env = {k: (v if k == "RAY_SERVE_THROUGHPUT_OPTIMIZED" else os.environ.get(k, v))
-                   for k, v in DIRECT_INGRESS_ENV.items()} if direct_ingress else {}
-            if not ray_metrics:
-                env.update({k: os.environ.get(k, v) for k, v in METRICS_OFF_ENV.items()})
+                   for k, v in wanted.items()}
             with scoped_environ(env):
                 _init_local(num_cpus)
             _DIRECT_RAY = bool(direct_ingress)

@@ -16,8 +16,6 @@ LOAD="--capacity-fractions 0.2,0.35,0.5,0.65,0.8 --find-max --price-per-hour 0.1
       --keep-requests"
 B8="--seq-length 64 --max-batch-size 8 --batch-wait-ms 5 --threads 2 --num-cpus 2"
 RC=0
-for n in 1 2 3 4; do
-    serve_and_load run$n "$OUT/run$n" "$RECORD_SERVE --direct-ingress" $LOAD > "$OUT/run$n.txt" 2>&1 || RC=$?
-done
+serve_and_load_runs "$OUT" 4 "$RECORD_SERVE --direct-ingress" $LOAD || RC=$?
 serve_and_load batch8 "$OUT/batch8" "$B8 --direct-ingress" $LOAD > "$OUT/batch8.txt" 2>&1 || RC=$?
 exit $RC

@@ -11,8 +11,4 @@ OUT=${1:-results/2026-12-02_cpu_serving_long_levels}
 . "$(dirname "$0")/../../scripts/serve_ready.sh"
 LOAD="--capacity-fractions 0.2,0.35,0.5,0.65,0.8 --price-per-hour 0.17 --offline --requests 5000 --duration 90
       --keep-requests"
-RC=0
-for n in 1 2 3 4; do
-    serve_and_load run$n "$OUT/run$n" "$RECORD_SERVE --direct-ingress" $LOAD > "$OUT/run$n.txt" 2>&1 || RC=$?
-done
-exit $RC
+serve_and_load_runs "$OUT" 4 "$RECORD_SERVE --direct-ingress" $LOAD

@@ -9,7 +9,6 @@ set -u
 OUT=$1
 shift
 HERE=$(dirname "$0")
-. "$HERE/../../scripts/serve_ready.sh"
 LOAD="--rates 120 --requests 7000 --duration 55 --keep-requests"
 RC=0
 while [ $# -gt 0 ]; do

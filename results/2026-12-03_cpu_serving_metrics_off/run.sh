@@ -5,16 +5,11 @@
 # up to 1,000 timed requests a level, at most 30 s), now that `bertg4 serve` starts its local Ray
 # instance with Ray's metrics collection off (results/2026-12-02_cpu_serving_stall).
 # Run from the repository root, in the environment where `bertg4` runs, on a quiet machine:
-#   bash results/2026-12-03_cpu_serving_metrics_off/run.sh [OUT]      # about 28 minutes
+#   bash results/2026-12-03_cpu_serving_metrics_off/run.sh [OUT]      # about 16 minutes
 # Then: python results/2026-12-02_cpu_serving_blocked_wait/summary.py OUT > OUT/summary.txt
 set -u
 OUT=${1:-results/2026-12-03_cpu_serving_metrics_off}
-mkdir -p "$OUT"
 . "$(dirname "$0")/../../scripts/serve_ready.sh"
 LOAD="--capacity-fractions 0.2,0.35,0.5,0.65,0.8 --find-max --price-per-hour 0.17 --offline --requests 1000 --duration 30
       --keep-requests"
-RC=0
-for n in 1 2 3 4; do
-    serve_and_load run$n "$OUT/run$n" "$RECORD_SERVE --direct-ingress" $LOAD > "$OUT/run$n.txt" 2>&1 || RC=$?
-done
-exit $RC
+serve_and_load_runs "$OUT" 4 "$RECORD_SERVE --direct-ingress" $LOAD
