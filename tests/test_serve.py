@@ -1035,3 +1035,41 @@ def test_exported_model_is_served_as_loaded(tmp_path):
     assert np.abs(a["probabilities"] - b["probabilities"]).max() < 1e-5
     with pytest.raises(FileNotFoundError, match="not a bertg4 export"):
         load_predictor({**DEFAULTS, "exported_model": str(tmp_path / "nothing")})
+
+
+def _level(rate, p99, kind="loadtest", rejected=0):
+    return {"kind": kind, "rate_per_s": rate, "achieved_per_s": rate, "latency_ms_p99": p99,
+            "lost": 0, "failed": 0, "rejected": rejected}
+
+
+def test_bracket_of_the_levels_already_measured():
+    from bertg4.serve.loadtest import CAPACITY, bracket
+    levels = [_level(150.0, 60.0, kind=CAPACITY), _level(20.0, 40.0), _level(40.0, 80.0), _level(60.0, 120.0),
+              _level(80.0, 95.0, rejected=3)]  # rejected: does not meet the target, whatever its p99
+    assert bracket(levels, 100.0) == (40.0, 60.0)
+    assert bracket(levels, 100.0, capacity_per_s=55.0) == (40.0, 55.0)  # the capacity bounds it when lower
+    assert bracket(levels, 100.0, capacity_per_s=30.0) == (40.0, 60.0)  # (not when below what met the target)
+    assert bracket(levels, 30.0) == (0.0, 20.0)  # none met it
+    assert bracket(levels[:3], 100.0) == (40.0, None)  # all met it, nothing above
+    assert bracket(levels[:1], 100.0, 150.0) is None  # no open-loop level: nothing to start from
+
+
+def test_find_max_spends_its_steps_inside_what_the_levels_bracket(monkeypatch):
+    from bertg4.serve import loadtest as L
+    sent = []
+
+    def sweep(url, name, rates, texts, *a, **kw):  # a server whose p99 grows with the rate: 150 ms at 100/s
+        sent.extend(rates)
+        return [_level(r, 50.0 + r, kind="loadtest") for r in rates]
+    monkeypatch.setattr(L, "sweep", sweep)
+    monkeypatch.setattr(L, "server_info", lambda url, name: {"max_batch_size": 4, "batch_wait_ms": 5.0})
+    monkeypatch.setattr(L, "sequential_latency", lambda *a, **kw: {"single_ms_p50": 20.0})
+    monkeypatch.setattr(L, "bodies_for", lambda info, texts, k=1: [b"{}"])
+    levels = [_level(60.0, 110.0), _level(130.0, 180.0)]
+    fm = L.find_max("http://127.0.0.1:1", "bert", 150.0, ["a text"], steps=4, levels=levels, capacity_per_s=120.0)
+    assert fm["start"] == [60.0, 120.0] and sent[0] == 90.0  # no calibration: the first step halves the bracket
+    assert len(sent) == 4 and all(60.0 < r < 120.0 for r in sent)
+    assert 95.0 <= fm["best"]["achieved_per_s"] <= 100.0
+    sent.clear()
+    fm = L.find_max("http://127.0.0.1:1", "bert", 150.0, ["a text"], steps=2)  # alone: a low rate first
+    assert sent[0] == pytest.approx(0.5 * 1e3 / 20.0) and len(sent) == 3 and fm["start"][0] == sent[0]

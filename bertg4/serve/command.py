@@ -356,7 +356,11 @@ def _loadtest(args) -> int:
         target = args.p99_ms or 5 * single["single_ms_p50"]
         fm = L.find_max(url, args.name, target, texts, n_requests=args.requests, duration_s=args.duration,
                         timeout_s=args.timeout, warmup_s=args.warmup, seed=args.seed + 200, timer=args.timer,
-                        log=print, keep_requests=args.keep_requests)
+                        log=print, keep_requests=args.keep_requests,
+                        # the levels so far bracket the search (find_max sends one text a request)
+                        levels=records if args.texts_per_request == 1 else None,
+                        capacity_per_s=summary.get("capacity_per_s"))
+        summary["find_max_start"] = fm["start"]
         for r in fm["records"]:
             r["kind"] = "find_max"
         records += fm["records"]

@@ -696,35 +696,65 @@ def meets_target(r: dict, p99_target_ms: float) -> bool:
             and r["lost"] == 0 and r["failed"] == 0 and r["rejected"] == 0)
 
 
+def bracket(levels: list[dict], p99_target_ms: float, capacity_per_s: float | None = None
+            ) -> tuple[float, float | None] | None:
+    """Where the highest rate meeting ``p99_target_ms`` lies, from load levels already measured
+    at the same server (open-loop records; a closed-loop capacity record counts only as
+    ``capacity_per_s``): ``(lo, hi)``, ``lo`` the highest offered rate that met the target (0.0
+    when none did) and ``hi`` the lowest above it that did not, or the closed-loop capacity when
+    that is lower (offered at the capacity, the queue grows for as long as the level lasts), or
+    None when nothing bounds it. None when no open-loop level was measured."""
+    open_loop = [r for r in levels if r.get("kind") != CAPACITY and r.get("rate_per_s") is not None]
+    if not open_loop:
+        return None
+    lo = max((r["rate_per_s"] for r in open_loop if meets_target(r, p99_target_ms)), default=0.0)
+    above = [r["rate_per_s"] for r in open_loop if not meets_target(r, p99_target_ms) and r["rate_per_s"] > lo]
+    if capacity_per_s is not None and capacity_per_s > lo:
+        above.append(float(capacity_per_s))
+    return lo, min(above, default=None)
+
+
 def find_max(url: str, name: str, p99_target_ms: float, texts, n_requests: int = 300,
              duration_s: float = 30.0, timeout_s: float = 10.0, warmup_s: float = 1.0, steps: int = 4,
-             seed: int = 0, timer: str = "idle", log=None, keep_requests: bool = False) -> dict:
+             seed: int = 0, timer: str = "idle", log=None, keep_requests: bool = False,
+             levels: list[dict] | None = None, capacity_per_s: float | None = None) -> dict:
     """The highest measured rate whose p99 meets ``p99_target_ms`` (and nothing lost or failed).
 
-    A calibration run at a low rate measures the service curve and overhead; the simulator
-    fed with them proposes a rate; then ``steps`` measured runs bisect between the highest
-    rate that met the target and the lowest that did not (or go 1.5 x higher while every rate
-    meets it). Returns every record and the best.
+    Without ``levels``, a calibration run at a low rate measures the service curve and
+    overhead; the simulator fed with them proposes a rate; then ``steps`` measured runs bisect
+    between the highest rate that met the target and the lowest that did not (or go 1.5 x
+    higher while every rate meets it). With ``levels`` (load levels this run already measured at
+    the same target, e.g. fractions of the capacity) and ``capacity_per_s`` (the closed-loop
+    capacity), the search starts from what they bracket (:func:`bracket`) and spends every
+    step inside it: no calibration, and no step past the capacity. Returns every record, the
+    best of them and the bracket it started from (``start``: ``[lo, hi]``, hi None if open).
     """
     info = server_info(url, name)
     B, wait_s = int(info["max_batch_size"]), float(info["batch_wait_ms"]) / 1e3
     single = sequential_latency(f"{url}/v2/models/{name}/infer", bodies_for(info, texts), n=10, timeout_s=timeout_s)
-    calib_rate = max(0.5, 0.5 * 1e3 / single["single_ms_p50"])
-    records = sweep(url, name, [calib_rate], texts, n_requests, duration_s, timeout_s, warmup_s, seed,
-                    timer=timer, log=log, keep_requests=keep_requests)
-    cal = records[0]
 
     def meets(r):
         return meets_target(r, p99_target_ms)
-    lo, hi = (cal["rate_per_s"] if meets(cal) else 0.0), None
-    rate = 2 * calib_rate
-    if cal.get("service_ms_curve") and not info.get("max_batch_tokens"):  # (a token budget: bisect only)
-        curve = S.curve_from_ms(cal["service_ms_curve"])
-        guess = S.max_rate(curve, p99_target_ms / 1e3, B, wait_s, [cal["overhead_ms_p50"] / 1e3], seed=seed,
-                           timer=timer, gap_s=cal["simulated_gap_ms"] / 1e3)
-        rate = guess if guess > lo else rate
-    if lo == 0.0:
-        rate, hi = 0.5 * calib_rate, calib_rate
+    start = bracket(levels or [], p99_target_ms, capacity_per_s)
+    records = []
+    if start is not None:
+        lo, hi = start
+        rate = 0.5 * (lo + hi) if hi is not None else 1.5 * lo
+    else:
+        calib_rate = max(0.5, 0.5 * 1e3 / single["single_ms_p50"])
+        records = sweep(url, name, [calib_rate], texts, n_requests, duration_s, timeout_s, warmup_s, seed,
+                        timer=timer, log=log, keep_requests=keep_requests)
+        cal = records[0]
+        lo, hi = (cal["rate_per_s"] if meets(cal) else 0.0), None
+        rate = 2 * calib_rate
+        if cal.get("service_ms_curve") and not info.get("max_batch_tokens"):  # (a token budget: bisect only)
+            curve = S.curve_from_ms(cal["service_ms_curve"])
+            guess = S.max_rate(curve, p99_target_ms / 1e3, B, wait_s, [cal["overhead_ms_p50"] / 1e3], seed=seed,
+                               timer=timer, gap_s=cal["simulated_gap_ms"] / 1e3)
+            rate = guess if guess > lo else rate
+        if lo == 0.0:
+            rate, hi = 0.5 * calib_rate, calib_rate
+        start = (lo, hi)
     for k in range(steps):
         rec = sweep(url, name, [rate], texts, n_requests, duration_s, timeout_s, warmup_s, seed + 1 + k,
                     timer=timer, log=log, keep_requests=keep_requests)[0]
@@ -735,7 +765,8 @@ def find_max(url: str, name: str, p99_target_ms: float, texts, n_requests: int =
             hi = rate
         rate = 0.5 * (lo + hi) if hi is not None else 1.5 * rate
     best = max((r for r in records if meets(r)), key=lambda r: r["achieved_per_s"], default=None)
-    return {"records": records, "best": best, "single": single, "p99_target_ms": p99_target_ms}
+    return {"records": records, "best": best, "single": single, "p99_target_ms": p99_target_ms,
+            "start": list(start)}
 
 
 def format_line(r: dict) -> str:
