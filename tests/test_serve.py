@@ -572,6 +572,37 @@ def test_local_ray_starts_without_metrics_unless_asked(monkeypatch):
     assert calls == [False, True]
 
 
+def test_replicas_a_local_ray_instance_cannot_place_are_refused(monkeypatch):
+    """Serve waits without end for a replica no node can place: on a local instance, whose CPUs
+    and GPUs are all there is, start refuses it, naming the numbers, and stops what it started.
+    Ray itself is not started: its start and resources are stand-ins."""
+    import ray
+    from ray import serve
+    from bertg4.serve import server as srv
+    from bertg4.serve.app import deployment_options
+    # the pure check: fixed replicas, the autoscaling lower bound, GPUs
+    srv.check_fits(deployment_options(replicas=2), {"CPU": 2.0})
+    srv.check_fits(deployment_options(None, min_replicas=1, max_replicas=4, num_cpus=2), {"CPU": 2.0})
+    with pytest.raises(ValueError, match=r"2 replica\(s\) x 1 CPU each \(--replica-cpus\) need 2 CPU, but the "
+                       r"local Ray instance has 1 \(--num-cpus 1\)"):
+        srv.check_fits(deployment_options(replicas=2), {"CPU": 1.0}, num_cpus=1)
+    with pytest.raises(ValueError, match=r"need 3 CPU, but the local Ray instance has 2: "):
+        srv.check_fits(deployment_options(None, min_replicas=3, max_replicas=4), {"CPU": 2.0})
+    with pytest.raises(ValueError, match=r"1 replica\(s\) x 1 GPU each \(--num-gpus\) need 1 GPU.* has 0"):
+        srv.check_fits(deployment_options(replicas=1, num_gpus=1), {"CPU": 2.0})
+    # wired into start, before Serve starts, with the local instance shut down again
+    events = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(srv, "_init_local", lambda num_cpus: events.append(("init", num_cpus)))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 1.0})
+    monkeypatch.setattr(ray, "shutdown", lambda: events.append("ray down"))
+    monkeypatch.setattr(serve, "shutdown", lambda: events.append("serve down"))
+    monkeypatch.setattr(serve, "start", lambda **kw: events.append("serve started"))
+    with pytest.raises(ValueError, match=r"need 2 CPU, but the local Ray instance has 1 \(--num-cpus 1\)"):
+        srv.start({"model": "embedded"}, port=free_port(), num_cpus=1, replicas=2)
+    assert events == [("init", 1), "serve down", "ray down"]
+
+
 def test_deploy_folder_configs_are_valid():
     """deploy/serve_config.yaml and the RayService's serveConfigV2 are Serve configs whose
     application args the builder accepts."""

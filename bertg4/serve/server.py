@@ -149,6 +149,8 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
             _DIRECT_RAY = bool(direct_ingress)
         started = True
     try:
+        if started and not address:  # a local instance has what it has: no autoscaler adds nodes
+            check_fits(opts, ray.cluster_resources(), num_cpus)
         serve.start(http_options={"host": host, "port": int(port)},
                     **({"proxy_location": proxy_location} if proxy_location else {}))
         serve.run(build_app(spec, opts), name=APP_NAME, route_prefix="/")
@@ -175,6 +177,24 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
                 _DIRECT_RAY = False
         raise
     return Server(host, int(port), spec["name"], spec, opts, started, address, direct)
+
+
+def check_fits(opts: dict, resources: dict, num_cpus: int | None = None) -> None:
+    """Refuse replicas that a local Ray instance of ``resources`` (``ray.cluster_resources()``)
+    could never place: Serve would wait for them without end. The replicas counted are the
+    fixed number, or the autoscaling lower bound; each reserves its CPUs and GPUs."""
+    n = opts.get("num_replicas")
+    if n is None:
+        n = opts.get("autoscaling_config", {}).get("min_replicas", 0)
+    actor = opts.get("ray_actor_options", {})
+    for key, res, flag in (("num_cpus", "CPU", "--replica-cpus"), ("num_gpus", "GPU", "--num-gpus")):
+        per, have = float(actor.get(key) or 0), float(resources.get(res, 0))
+        if n * per > have + 1e-9:
+            given = f" (--num-cpus {num_cpus})" if res == "CPU" and num_cpus else ""
+            more = "a larger --num-cpus, " if res == "CPU" and num_cpus else ""
+            raise ValueError(f"{n} replica(s) x {per:g} {res} each ({flag}) need {n * per:g} {res}, but the local "
+                             f"Ray instance has {have:g}{given}: fewer replicas, fewer {res}s per replica, {more}"
+                             "or --address to join a cluster")
 
 
 def direct_ingress_urls(host: str = "127.0.0.1", proxy_port: int | None = None,
