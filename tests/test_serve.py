@@ -403,6 +403,27 @@ def test_a_load_record_tells_batches_apart_by_their_number():
     assert old["service_spread_batches"] == 2
 
 
+def test_answers_of_several_replicas_are_not_simulated_as_one():
+    """The simulated server is one replica: where the answers came from two (behind HAProxy, say),
+    a record says so instead of simulating them as one queue, and no offline share or queueing
+    bound is taken from one replica's offline curve."""
+    from bertg4.serve import command
+    from bertg4.serve import loadtest as L
+    res = [{**_answer(k, 1, 10.0), "replica": "ab"[k % 2]} for k in range(1, 7)]
+    run = {"results": res, "rate_per_s": 20.0, "span_s": 1.0, "schedule_s": 1.0}
+    server = {"max_batch_size": 2, "batch_wait_ms": 0.0}
+    rec = L.load_record(run, server, n_sim=500)
+    assert rec["replicas_seen"] == 2 and rec["p50_ms_simulated"] is None and rec["p99_ms_simulated"] is None
+    assert rec["capacity_service_per_s"] is None and "2 replicas answered" in rec["simulated_note"]
+    one = L.load_record({**run, "results": [{**r, "replica": "a"} for r in res]}, server, n_sim=500)
+    assert one["replicas_seen"] == 1 and one["p50_ms_simulated"] > 0 and "simulated_note" not in one
+    summary = {"offline_service_ms_curve": {"1": 10.0, "2": 15.0}, "offline_per_s_max_batch": 150.0,
+               "max_rate_per_s": 100.0}
+    command._bound(summary, {"max_batch_size": 2, "batch_wait_ms": 0.0}, 100.0, "idle", [rec])
+    assert summary["queueing_bound_per_s"] is None
+    assert "simulated p50 — p99 —" in L.format_line(rec)  # shown as not simulated
+
+
 def _clocked(batch, size, sent, arrived, start, end, answered, back, replica="r"):
     return {"outcome": "ok", "latency_s": back - sent, "start": sent, "end": back, "sent_at": sent - 9.9,
             "batch": str(batch), "batch-size": str(size), "service-ms": f"{1e3 * (end - start):.3f}",
@@ -433,11 +454,12 @@ def test_the_simulator_leaves_out_the_batch_a_request_waited_for_on_its_way_in()
     np.testing.assert_allclose(L.blocked_on_the_way_in([anon[1]], anon[:3] + [wide, dict(anon[0], clock="x"),
                                                                 dict(anon[0], clock=None)]),
                                [0.015], atol=1e-9)  # 10.005-10.020 of the merged 10.000-10.020 (0.028 counted twice)
-    run = {"results": res, "rate_per_s": 20.0, "span_s": 1.0, "schedule_s": 1.0}
+    # the record of one replica's answers (the simulator models one replica)
+    run = {"results": res[:3], "rate_per_s": 20.0, "span_s": 1.0, "schedule_s": 1.0}
     server = {"max_batch_size": 2, "batch_wait_ms": 0.0}
     rec = L.load_record(run, server, n_sim=2000)
     assert rec["clock_shared"] is True
-    assert rec["overhead_blocked_ms_mean"] == pytest.approx(15.0 / 4, abs=1e-3)
+    assert rec["overhead_blocked_ms_mean"] == pytest.approx(15.0 / 3, abs=1e-3)
     assert rec["overhead_ms_p99"] > 17.0 and rec["overhead_simulated_ms_p99"] < 5.0
     assert rec["simulated_overhead"] == "less the batches waited for on the way in"
     assert rec["p50_ms_simulated_mean_curve"] < rec["p50_ms_simulated_raw_overhead"]
@@ -447,7 +469,7 @@ def test_the_simulator_leaves_out_the_batch_a_request_waited_for_on_its_way_in()
         return dict(r, clock=" ".join(f"{float(x) + by:.6f}" for x in r["clock"].split()))
     for by in (100.0, -100.0):
         assert not L.shared_clock([shifted(r, by) for r in res])
-        far = L.load_record({**run, "results": [shifted(r, by) for r in res]}, server, n_sim=2000)
+        far = L.load_record({**run, "results": [shifted(r, by) for r in res[:3]]}, server, n_sim=2000)
         assert far["clock_shared"] is False and far["overhead_blocked_ms_mean"] is None
         assert far["simulated_overhead"] == "all of it" and far["simulated_service"] == "mean curve"
         assert far["p99_ms_simulated"] == far["p99_ms_simulated_raw_overhead"]

@@ -346,8 +346,10 @@ def _loadtest(args) -> int:
                                  concurrency=args.capacity_concurrency, log=print, keep_requests=args.keep_requests)
         summary["capacity_per_s"] = cap["capacity_per_s"]
         summary["capacity_service_per_s"] = cap.get("capacity_service_per_s")
-        print(f"capacity: {cap['capacity_per_s']:.1f} requests/s ({cap['capacity_source']}; the batches' service "
-              f"times inside the replica alone would allow {cap.get('capacity_service_per_s') or math.nan:.1f}/s)")
+        alone = cap.get("capacity_service_per_s")
+        print(f"capacity: {cap['capacity_per_s']:.1f} requests/s ({cap['capacity_source']}; " +
+              (f"the batches' service times inside the replica alone would allow {alone:.1f}/s)" if alone else
+               f"{cap.get('simulated_note') or 'the answers said nothing of their batches'})"))
         records.append(cap)
         rates += [f * cap["capacity_per_s"] for f in args.capacity_fractions]
     if rates:
@@ -373,8 +375,13 @@ def _loadtest(args) -> int:
         if best and args.price_per_hour:
             summary["price_per_hour"] = args.price_per_hour
             summary["dollars_per_million"] = cost_per_million(args.price_per_hour, best["achieved_per_s"])
-        if best and "offline_per_s_max_batch" in summary:
+        replicas = max((r.get("replicas_seen") or 0 for r in records), default=0)
+        if best and "offline_per_s_max_batch" in summary and replicas <= 1:
             summary["throughput_vs_offline"] = best["achieved_per_s"] / summary["offline_per_s_max_batch"]
+        elif best and "offline_per_s_max_batch" in summary:  # --offline times one replica's process
+            summary["throughput_vs_offline"] = None
+            print(f"served vs offline: not computed ({replicas} replicas answered; --offline timed one "
+                  "replica's process)")
         print(f"highest rate meeting p99 <= {target:.1f} ms: {summary['max_rate_per_s']:.2f}/s"
               + (f", ${summary['dollars_per_million']:.3f} per 1M requests at ${args.price_per_hour}/hour"
                  if summary.get("dollars_per_million") else ""))
@@ -410,8 +417,10 @@ def _bound(summary: dict, info: dict, target_ms: float, timer: str, records: lis
     replica's own time. Not computed with a token budget or several texts per request (the
     offline curve counts texts, the simulated queue requests)."""
     from . import simulate as S
+    replicas = max((r.get("replicas_seen") or 0 for r in records), default=0)
     why = ("the server batches by a token budget" if info.get("max_batch_tokens") else
-           f"{texts_per_request} texts per request" if texts_per_request != 1 else None)
+           f"{texts_per_request} texts per request" if texts_per_request != 1 else
+           f"{replicas} replicas answered; the simulated queue is one replica's" if replicas > 1 else None)
     path = path_overhead(records)
     if why is None and path is None:
         why = "no load level measured the path outside the replica"

@@ -448,6 +448,11 @@ def _load_record(run: dict, server: dict, warmup_s: float, timer: str, seed: int
     with_headers = [r for r in timed if "service-ms" in r and "replica-ms" in r]
     if not with_headers:
         return {**rec, "p50_ms_simulated": None, "p99_ms_simulated": None}
+    if rec["replicas_seen"] > 1:  # the simulated server is one replica: no check of several
+        return {**rec, "p50_ms_simulated": None, "p99_ms_simulated": None, "p50_rel_error": None,
+                "p99_rel_error": None, "capacity_service_per_s": None,
+                "simulated_note": f"not simulated: {rec['replicas_seen']} replicas answered, and the "
+                                  "simulator models one"}
     B, wait_s = int(server["max_batch_size"]), float(server["batch_wait_ms"]) / 1e3
     batches = [(int(r["batch-size"]), float(r["service-ms"]) / 1e3) for r in with_headers]
     curve = S.curve_from_batches(batches, B)
