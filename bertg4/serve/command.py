@@ -375,7 +375,7 @@ def _loadtest(args) -> int:
         if best and args.price_per_hour:
             summary["price_per_hour"] = args.price_per_hour
             summary["dollars_per_million"] = cost_per_million(args.price_per_hour, best["achieved_per_s"])
-        replicas = max((r.get("replicas_seen") or 0 for r in records), default=0)
+        replicas = L.replicas_seen(records)
         if best and "offline_per_s_max_batch" in summary and replicas <= 1:
             summary["throughput_vs_offline"] = best["achieved_per_s"] / summary["offline_per_s_max_batch"]
         elif best and "offline_per_s_max_batch" in summary:  # --offline times one replica's process
@@ -417,7 +417,8 @@ def _bound(summary: dict, info: dict, target_ms: float, timer: str, records: lis
     replica's own time. Not computed with a token budget or several texts per request (the
     offline curve counts texts, the simulated queue requests)."""
     from . import simulate as S
-    replicas = max((r.get("replicas_seen") or 0 for r in records), default=0)
+    from .loadtest import replicas_seen
+    replicas = replicas_seen(records)
     why = ("the server batches by a token budget" if info.get("max_batch_tokens") else
            f"{texts_per_request} texts per request" if texts_per_request != 1 else
            f"{replicas} replicas answered; the simulated queue is one replica's" if replicas > 1 else None)

@@ -701,6 +701,11 @@ def meets_target(r: dict, p99_target_ms: float) -> bool:
             and r["lost"] == 0 and r["failed"] == 0 and r["rejected"] == 0)
 
 
+def replicas_seen(records: list[dict]) -> int:
+    """The most replicas that answered any one of these load records (0: none said)."""
+    return max((r.get("replicas_seen") or 0 for r in records), default=0)
+
+
 def bracket(levels: list[dict], p99_target_ms: float, capacity_per_s: float | None = None
             ) -> tuple[float, float | None] | None:
     """Where the highest rate meeting ``p99_target_ms`` lies, from load levels already measured

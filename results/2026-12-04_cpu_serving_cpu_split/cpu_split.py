@@ -131,11 +131,9 @@ def main(argv=None) -> int:
         k = role(p, me)
         roles[k] = roles.get(k, 0.0) + max(0.0, c1 - c0)
     batches = {}
-    for r in res:
-        h = r.get("headers") or r
-        b, s = h.get("batch") or h.get("x-bertg4-batch"), h.get("service-ms") or h.get("x-bertg4-service-ms")
-        if b is not None and s is not None:  # batch numbers count per replica
-            batches[(h.get("replica"), b)] = float(s)
+    for r in res:  # the answers' x-bertg4-* headers, as loadtest keeps them
+        if "batch" in r and "service-ms" in r:  # batch numbers count per replica
+            batches[(r.get("replica"), r["batch"])] = float(r["service-ms"])
     busy_s = sum(batches.values()) / 1e3
     total = sum(roles.values())
     rec = {"url": url, "max_batch_size": B, "threads": info["spec"].get("threads"), "answered": ok,
@@ -151,7 +149,7 @@ def main(argv=None) -> int:
     print(f"served: {ok} of {len(res)} answered in {span:.1f} s = {ok / span:.1f}/s "
           f"({100 * ok / span / off['offline_per_s']:.0f} % of offline); the replica computed batches "
           f"{100 * busy_s / span:.0f} % of the time ({len(batches)} batches)")
-    print(f"| where | CPU s | cores | CPU ms per request |\n|---|---:|---:|---:|")
+    print("| where | CPU s | cores | CPU ms per request |\n|---|---:|---:|---:|")
     for k, v in sorted(roles.items(), key=lambda kv: -kv[1]):
         print(f"| {k} | {v:.2f} | {v / span:.2f} | {1e3 * v / ok:.2f} |")
     print(f"| all | {total:.2f} | {total / span:.2f} | {1e3 * total / ok:.2f} |")
