@@ -337,9 +337,37 @@ def test_a_bounded_server_turns_requests_away_instead_of_queueing_them():
     from bertg4.serve.app import _queue_bounds
 
     class Config:
-        max_ongoing_requests, max_queued_requests = 8, -1
-    assert _queue_bounds(Config()) == {"max_ongoing_requests": 8, "max_queued_requests": -1}
-    assert _queue_bounds(None) == {"max_ongoing_requests": None, "max_queued_requests": None}
+        max_ongoing_requests, max_queued_requests, num_replicas, autoscaling_config = 8, -1, 3, None
+    assert _queue_bounds(Config()) == {"max_ongoing_requests": 8, "max_queued_requests": -1, "num_replicas": 3}
+
+    class Autoscaled(Config):
+        autoscaling_config = {"min_replicas": 1, "max_replicas": 4}
+    assert _queue_bounds(Autoscaled())["num_replicas"] is None  # how many serve changes with the load
+    assert _queue_bounds(None) == {"max_ongoing_requests": None, "max_queued_requests": None, "num_replicas": None}
+
+
+def test_several_replicas_share_the_arrivals_by_least_connections():
+    """Two replicas of one 10 ms request each at 150/s (75 % of their 200/s): sent to the one
+    holding fewer requests, the mean wait lies near one queue of two servers (M/D/2, about 6 ms
+    by Erlang C halved) and well below two replicas fed half each at random (M/D/1 at 75/s: 15 ms
+    of wait, Pollaczek-Khinchine); one replica of the same speed could not keep up at all."""
+    curve = {1: 0.010}
+    two, _ = S.batch_latencies(curve, 150.0, 1, 0.0, n_requests=20_000, seed=0, replicas=2)
+    half, _ = S.batch_latencies(curve, 75.0, 1, 0.0, n_requests=20_000, seed=0)
+    assert 0.0150 < two[1000:].mean() < 0.0190 and half[1000:].mean() == pytest.approx(0.025, rel=0.05)
+    assert S.simulate(curve, 150.0, 1, replicas=2)["stable"] and not S.simulate(curve, 150.0, 1)["stable"]
+    assert S.capacity(curve, 1, replicas=3) == pytest.approx(300.0)
+    assert S.token_capacity(lambda t: 0.01, 1, [1], replicas=2) == pytest.approx(200.0)
+    # at 3x their capacity with at most 3 requests each, two thirds are turned away, and no one
+    # admitted waits behind more than the two ahead of it on its replica
+    lat, _ = S.batch_latencies(curve, 600.0, 1, 0.0, n_requests=20_000, seed=1, replicas=2, limit=3)
+    assert np.isnan(lat[1000:]).mean() == pytest.approx(2 / 3, abs=0.01) and np.nanmax(lat) <= 0.030 + 1e-9
+    # a lone request at a time goes to a free replica: no batch but its own, no wait
+    lat, sizes = S.batch_latencies(curve, 2.0, 1, 0.0, n_requests=200, seed=1, replicas=3)
+    assert set(sizes.tolist()) == {1} and lat.max() == pytest.approx(0.010)
+    for bad in (0, 1.5, True, None):
+        with pytest.raises(ValueError, match="replicas"):
+            S.batch_latencies(curve, 5.0, 1, replicas=bad)
 
 
 def test_the_replicas_work_between_batches_keeps_the_simulated_server_busy():
@@ -403,10 +431,12 @@ def test_a_load_record_tells_batches_apart_by_their_number():
     assert old["service_spread_batches"] == 2
 
 
-def test_answers_of_several_replicas_are_not_simulated_as_one():
-    """The simulated server is one replica: where the answers came from two (behind HAProxy, say),
-    a record says so instead of simulating them as one queue, and no offline share or queueing
-    bound is taken from one replica's offline curve."""
+def test_answers_of_several_replicas_are_simulated_as_the_replicas_the_server_runs():
+    """A record simulates as many replicas as the server's metadata says it runs
+    (``num_replicas``); where several answered and it does not say (autoscaling, an older
+    server), the record says so instead of simulating them as one queue. A replica replaced in
+    the middle of a run answers under a new name: one replica, not two. No offline share or
+    queueing bound is taken from one replica's offline curve for several."""
     from bertg4.serve import command
     from bertg4.serve import loadtest as L
     res = [{**_answer(k, 1, 10.0), "replica": "ab"[k % 2]} for k in range(1, 7)]
@@ -415,11 +445,21 @@ def test_answers_of_several_replicas_are_not_simulated_as_one():
     rec = L.load_record(run, server, n_sim=500)
     assert rec["replicas_seen"] == 2 and rec["p50_ms_simulated"] is None and rec["p99_ms_simulated"] is None
     assert rec["capacity_service_per_s"] is None and "2 replicas answered" in rec["simulated_note"]
+    assert rec["simulated_replicas"] is None and rec["service_ms_curve"]["1"] == pytest.approx(10.0)  # measured
     one = L.load_record({**run, "results": [{**r, "replica": "a"} for r in res]}, server, n_sim=500)
     assert one["replicas_seen"] == 1 and one["p50_ms_simulated"] > 0 and "simulated_note" not in one
+    assert one["simulated_replicas"] == 1
+    two = L.load_record(run, {**server, "num_replicas": 2}, n_sim=500)
+    assert two["simulated_replicas"] == 2 and two["num_replicas"] == 2 and "simulated_note" not in two
+    assert two["capacity_per_s"] == pytest.approx(2 * one["capacity_per_s"])
+    replaced = L.load_record(run, {**server, "num_replicas": 1}, n_sim=500)
+    assert replaced["replicas_seen"] == 2 and replaced["simulated_replicas"] == 1
+    assert replaced["p99_ms_simulated"] == one["p99_ms_simulated"]
+    assert L.serving_replicas([one, replaced]) == 1 and L.serving_replicas([one, two]) == 2
+    assert L.serving_replicas([rec]) == 2 and L.serving_replicas([]) == 0  # (not simulated: those seen)
     summary = {"offline_service_ms_curve": {"1": 10.0, "2": 15.0}, "offline_per_s_max_batch": 150.0,
                "max_rate_per_s": 100.0}
-    command._bound(summary, {"max_batch_size": 2, "batch_wait_ms": 0.0}, 100.0, "idle", [rec])
+    command._bound(summary, {"max_batch_size": 2, "batch_wait_ms": 0.0}, 100.0, "idle", [two])
     assert summary["queueing_bound_per_s"] is None
     assert "simulated p50 — p99 —" in L.format_line(rec)  # shown as not simulated
 
@@ -541,6 +581,15 @@ def test_serve_config_is_a_valid_serve_config(tmp_path):
     ServeDeploySchema.model_validate(yaml.safe_load(text))
     assert yaml.safe_load(text)["applications"][0]["args"]["max_batch_tokens"] == 256
     assert "start every Ray node with RAY_SERVE_THROUGHPUT_OPTIMIZED=1" in text
+    # nor can HAProxy in front; with --direct-ingress it is refused before anything is written
+    args = parser.parse_args(["serve", "--haproxy", "--write-config", str(tmp_path / "h.yaml")])
+    assert command.run(args) == 0
+    assert "start every Ray node with RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1" in \
+        (tmp_path / "h.yaml").read_text()
+    args = parser.parse_args(["serve", "--haproxy", "--direct-ingress", "--write-config", str(tmp_path / "x.yaml")])
+    with pytest.raises(ValueError, match="--direct-ingress"):
+        command.run(args)
+    assert not (tmp_path / "x.yaml").exists()
     # the application builder accepts exactly these args
     from bertg4.serve.app import build_app
     with pytest.raises(ValueError, match="unknown application args"):
@@ -790,6 +839,7 @@ def test_routes(server):
     assert meta["parameters"]["float32_matmul"] == "default"  # a baseline pt predictor on a CPU
     # the bounded queues it runs under (4 x the max batch each by default): the simulator's limit
     assert (meta["parameters"]["max_ongoing_requests"], meta["parameters"]["max_queued_requests"]) == (16, 16)
+    assert meta["parameters"]["num_replicas"] == 1  # the replicas a load record simulates
     # the replica froze its warmed-up heap, and says what its collector has done since
     gc = meta["parameters"]["gc"]
     assert meta["parameters"]["freeze_gc"] is True and gc["frozen_objects"] > 10_000
@@ -799,6 +849,20 @@ def test_routes(server):
     status, err, _ = post(server.url + "/v2/models/gpt/infer", body(text=["x"]))
     assert status == 404 and "unknown model 'gpt'" in err["error"]
     assert server.direct_urls == []  # direct ingress is off unless asked for
+
+
+def test_haproxy_is_refused_where_it_cannot_be_what_was_asked(server, monkeypatch):
+    """HAProxy in front needs a Ray instance started with it here; with --direct-ingress, or on
+    a cluster joined with --address (whose nodes set it), the error says what to do instead."""
+    from bertg4.serve.server import check_haproxy, start
+    monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)
+    with pytest.raises(ValueError, match="Ray already runs in this process without Serve's HAProxy ingress"):
+        start({"model": "embedded", "seq_length": SEQ}, port=free_port(), haproxy=True)
+    with pytest.raises(ValueError, match="--direct-ingress"):
+        check_haproxy(True, None, False)
+    with pytest.raises(ValueError, match="start every Ray node with RAY_SERVE_ENABLE_HA_PROXY=1"):
+        check_haproxy(False, "127.0.0.1:6379", False)
+    check_haproxy(False, None, False)  # a local instance started here with it: fine
 
 
 def test_direct_ingress_needs_the_mode_before_ray_starts(server, monkeypatch):

@@ -92,6 +92,74 @@ def test_serve_command_lifecycle():
             proc.wait(30)
 
 
+def _haproxy_pids() -> set[int]:
+    pids = set()
+    for d in os.listdir("/proc"):
+        try:
+            if d.isdigit() and open(f"/proc/{d}/comm").read().strip() == "haproxy":
+                pids.add(int(d))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds HAProxy's process in /proc")
+def test_serve_command_with_haproxy_in_front_of_two_replicas():
+    """`serve --haproxy --replicas 2`: HAProxy (Ray's own binary) answers on the port and both
+    replicas answer through it; the metadata says two replicas serve, and a load record
+    simulates two; HAProxy's own ports are the ones the environment gives and `serve` names
+    them; SIGTERM stops HAProxy with Serve and Ray."""
+    port, stats, metrics = free_port(), free_port(), free_port()
+    before = _haproxy_pids()
+    proc = subprocess.Popen([sys.executable, "-m", "bertg4.serve.command", "serve", "--port", str(port),
+                             "--num-cpus", "2", "--replicas", "2", "--replica-cpus", "1", "--threads", "1",
+                             "--seq-length", "16", "--max-batch-size", "2", "--haproxy"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+                                 "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
+                                 "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics)})
+    lines = []
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        said = "".join(lines[-20:])
+        assert any(f"listening on http://127.0.0.1:{port}" in x for x in lines), said
+        assert any(x.startswith("HAProxy ingress") and f"{stats} (RAY_SERVE_HAPROXY_STATS_PORT)" in x
+                   and f"{metrics} (RAY_SERVE_HAPROXY_METRICS_PORT)" in x for x in lines), said
+        assert _haproxy_pids() - before, "no HAProxy process runs"
+        url = f"http://127.0.0.1:{port}"
+        info = L.server_info(url, "bert")
+        assert info["num_replicas"] == 2
+        run = L.load(f"{url}/v2/models/bert/infer", [L.infer_body([t]) for t in ("a fine film", "a dull film")],
+                     20.0, n_requests=40, duration_s=8)
+        ok = [r for r in run["results"] if r["outcome"] == "ok"]
+        assert len(ok) == 40 and len({r["replica"] for r in ok}) == 2  # both answered through HAProxy
+        rec = L.load_record(run, info)
+        assert rec["replicas_seen"] == 2 and rec["simulated_replicas"] == 2 and "simulated_note" not in rec
+        assert rec["p99_ms_simulated"] > 0 and rec["capacity_per_s"] > 0
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=90)
+        lines.append(out)
+        assert proc.returncode == 0, "".join(lines[-20:])
+        assert "stopped: Serve shut down and the local Ray instance with it" in out
+        deadline = time.time() + 20
+        while _haproxy_pids() - before and time.time() < deadline:
+            time.sleep(0.5)
+        assert not _haproxy_pids() - before, "HAProxy outlived the server"
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"{url}/v2/health/live", timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+
 B = 4
 
 

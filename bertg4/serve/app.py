@@ -63,11 +63,15 @@ DEFAULTS = {"name": "bert", "model": "embedded", "task": "SST", "engine": "pt", 
 
 def _queue_bounds(config) -> dict:
     """``max_ongoing_requests`` and ``max_queued_requests`` of a replica's deployment config
-    (None each where it does not say): past both, Serve answers 503."""
+    (None each where it does not say): past both, Serve answers 503. Beside them
+    ``num_replicas``: how many replicas the deployment runs, None where an autoscaling config
+    sets it (the load records simulate that many replicas)."""
     out = {}
-    for k in ("max_ongoing_requests", "max_queued_requests"):
+    for k in ("max_ongoing_requests", "max_queued_requests", "num_replicas"):
         v = getattr(config, k, None)
-        out[k] = int(v) if isinstance(v, int) else None
+        out[k] = int(v) if isinstance(v, int) and not isinstance(v, bool) else None
+    if getattr(config, "autoscaling_config", None) is not None:
+        out["num_replicas"] = None
     return out
 
 

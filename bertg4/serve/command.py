@@ -95,6 +95,11 @@ def add_parser(sub):
     s.add_argument("--direct-ingress", action="store_true",
                    help="Ray Serve's throughput-optimized mode: each replica also answers on an HTTP server "
                    "of its own (printed at start), which a client can use to skip the proxy's hop")
+    s.add_argument("--haproxy", action="store_true",
+                   help="Ray Serve's HAProxy ingress in front of the replicas (HAProxy comes with Ray): it answers "
+                   "on --port and sends each request to the replica holding the fewest (balance leastconn); "
+                   "its stats and metrics ports (8404, 9101) listen on every interface. Not with --direct-ingress; "
+                   "with --address the cluster's own setting applies")
     s.add_argument("--ray-metrics", action="store_true",
                    help="keep Ray's metrics collection on in the local Ray instance (off by default: its "
                    "round every 10 s stalls a batch on a machine of few cores); with --address the "
@@ -180,6 +185,9 @@ def write_config(args, path: str) -> str:
     import yaml
     if os.path.exists(args.model):  # a local checkpoint: the config must not depend on the working folder
         args.model = os.path.abspath(args.model)
+    if args.haproxy:  # (before anything is written)
+        from .server import check_haproxy
+        check_haproxy(args.direct_ingress, None, False)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         f.write("# Ray Serve config for bertg4 (written by `bertg4 serve --write-config`).\n"
@@ -188,6 +196,11 @@ def write_config(args, path: str) -> str:
             from .server import DIRECT_INGRESS_ENV
             f.write("# Direct ingress: start every Ray node with " +
                     " ".join(f"{k}={v}" for k, v in DIRECT_INGRESS_ENV.items()) +
+                    " in its environment\n# (a Serve config cannot switch it on).\n")
+        if args.haproxy:
+            from .server import HAPROXY_ENV
+            f.write("# HAProxy ingress: start every Ray node with " +
+                    " ".join(f"{k}={v}" for k, v in HAPROXY_ENV.items()) +
                     " in its environment\n# (a Serve config cannot switch it on).\n")
         yaml.safe_dump(serve_config(args), f, sort_keys=False)
     return path
@@ -219,7 +232,7 @@ def _serve(args) -> int:
                     max_replicas=args.max_replicas, replica_cpus=args.replica_cpus, num_gpus=args.num_gpus,
                     max_ongoing_requests=args.max_ongoing_requests,
                     max_queued_requests=args.max_queued_requests, direct_ingress=args.direct_ingress,
-                    ray_metrics=args.ray_metrics)
+                    ray_metrics=args.ray_metrics, haproxy=args.haproxy)
         signal.signal(signal.SIGTERM, stop_on_signal)  # again: starting Ray installs its own handler
         print(srv.describe(), flush=True)
         print("Ctrl-C or SIGTERM stops the server.", flush=True)
@@ -375,12 +388,12 @@ def _loadtest(args) -> int:
         if best and args.price_per_hour:
             summary["price_per_hour"] = args.price_per_hour
             summary["dollars_per_million"] = cost_per_million(args.price_per_hour, best["achieved_per_s"])
-        replicas = L.replicas_seen(records)
+        replicas = L.serving_replicas(records)
         if best and "offline_per_s_max_batch" in summary and replicas <= 1:
             summary["throughput_vs_offline"] = best["achieved_per_s"] / summary["offline_per_s_max_batch"]
         elif best and "offline_per_s_max_batch" in summary:  # --offline times one replica's process
             summary["throughput_vs_offline"] = None
-            print(f"served vs offline: not computed ({replicas} replicas answered; --offline timed one "
+            print(f"served vs offline: not computed ({replicas} replicas served; --offline timed one "
                   "replica's process)")
         print(f"highest rate meeting p99 <= {target:.1f} ms: {summary['max_rate_per_s']:.2f}/s"
               + (f", ${summary['dollars_per_million']:.3f} per 1M requests at ${args.price_per_hour}/hour"
@@ -417,11 +430,11 @@ def _bound(summary: dict, info: dict, target_ms: float, timer: str, records: lis
     replica's own time. Not computed with a token budget or several texts per request (the
     offline curve counts texts, the simulated queue requests)."""
     from . import simulate as S
-    from .loadtest import replicas_seen
-    replicas = replicas_seen(records)
+    from .loadtest import serving_replicas
+    replicas = serving_replicas(records)
     why = ("the server batches by a token budget" if info.get("max_batch_tokens") else
            f"{texts_per_request} texts per request" if texts_per_request != 1 else
-           f"{replicas} replicas answered; the simulated queue is one replica's" if replicas > 1 else None)
+           f"{replicas} replicas served; the offline curve is one replica's process" if replicas > 1 else None)
     path = path_overhead(records)
     if why is None and path is None:
         why = "no load level measured the path outside the replica"

@@ -436,7 +436,7 @@ def _load_record(run: dict, server: dict, warmup_s: float, timer: str, seed: int
     rec["ci_block_s"] = CI_BLOCK_S
     for k in ("task", "model", "engine", "recipe", "dtype", "device", "device_name", "seq_length",
               "padding", "max_batch_size", "batch_wait_ms", "max_batch_tokens", "allocator",
-              "float32_matmul", "max_ongoing_requests", "max_queued_requests"):  # the replica's
+              "float32_matmul", "max_ongoing_requests", "max_queued_requests", "num_replicas"):  # the replica's
         rec[k] = server.get(k)
     rec.update(gc_fields(run, server))
     errors = sorted({r.get("error", "")[:120] for r in res if r["outcome"] != "ok"})
@@ -448,11 +448,8 @@ def _load_record(run: dict, server: dict, warmup_s: float, timer: str, seed: int
     with_headers = [r for r in timed if "service-ms" in r and "replica-ms" in r]
     if not with_headers:
         return {**rec, "p50_ms_simulated": None, "p99_ms_simulated": None}
-    if rec["replicas_seen"] > 1:  # the simulated server is one replica: no check of several
-        return {**rec, "p50_ms_simulated": None, "p99_ms_simulated": None, "p50_rel_error": None,
-                "p99_rel_error": None, "capacity_service_per_s": None,
-                "simulated_note": f"not simulated: {rec['replicas_seen']} replicas answered, and the "
-                                  "simulator models one"}
+    replicas = simulated_replicas(server, rec["replicas_seen"])
+    rec["simulated_replicas"] = replicas
     B, wait_s = int(server["max_batch_size"]), float(server["batch_wait_ms"]) / 1e3
     batches = [(int(r["batch-size"]), float(r["service-ms"]) / 1e3) for r in with_headers]
     curve = S.curve_from_batches(batches, B)
@@ -503,17 +500,23 @@ def _load_record(run: dict, server: dict, warmup_s: float, timer: str, seed: int
         "batch_gap_ms_p50": _pct(np.array(gaps) * 1e3, 50), "batch_gap_samples": len(gaps),
         "simulated_gap_ms": 1e3 * gap,
     }
+    unsimulated = {"p50_ms_simulated": None, "p99_ms_simulated": None, "p50_rel_error": None, "p99_rel_error": None}
+    if replicas is None:  # several answered, and the server did not say how many serve side by side
+        return {**rec, **measured, **unsimulated, "capacity_service_per_s": None,
+                "simulated_note": f"not simulated: {rec['replicas_seen']} replicas answered, and the server's "
+                                  "metadata does not say how many serve at once (num_replicas: autoscaling, or "
+                                  "a server before it said)"}
     if run.get("concurrency"):  # a closed loop: its arrivals are the answers' own, not Poisson's
-        service_cap = S.capacity(curve, B, gap) if not budget else \
-            S.token_capacity(tok["service"], int(budget), tok["tokens"], seed=seed, gap_s=gap)
-        return {**rec, **measured, "concurrency": run["concurrency"], "capacity_service_per_s": service_cap,
-                "p50_ms_simulated": None, "p99_ms_simulated": None, "p50_rel_error": None, "p99_rel_error": None}
+        service_cap = S.capacity(curve, B, gap, replicas) if not budget else \
+            S.token_capacity(tok["service"], int(budget), tok["tokens"], seed=seed, gap_s=gap, replicas=replicas)
+        return {**rec, **measured, **unsimulated, "concurrency": run["concurrency"],
+                "capacity_service_per_s": service_cap}
 
     limit = queue_limit(server)
 
     def simulated(factors, extra=added):
         out = S.simulate(curve, run["rate_per_s"], int(budget or B), wait_s, extra, n_requests=n_sim, seed=seed,
-                         timer=timer, gap_s=gap, spread=factors, limit=limit, **tok)
+                         timer=timer, gap_s=gap, spread=factors, limit=limit, replicas=replicas, **tok)
         if not out["stable"] and limit is None:  # at or past capacity an unbounded queue grows without end
             out.update(latency_s_p50=math.nan, latency_s_p90=math.nan, latency_s_p99=math.nan)
         return out
@@ -701,9 +704,22 @@ def meets_target(r: dict, p99_target_ms: float) -> bool:
             and r["lost"] == 0 and r["failed"] == 0 and r["rejected"] == 0)
 
 
-def replicas_seen(records: list[dict]) -> int:
-    """The most replicas that answered any one of these load records (0: none said)."""
-    return max((r.get("replicas_seen") or 0 for r in records), default=0)
+def simulated_replicas(server: dict, seen: int) -> int | None:
+    """How many replicas a load record simulates: the deployment's ``num_replicas`` where the
+    server's metadata gives it (a replica replaced in the middle of a run answers under a new
+    name, so the names seen can be more than served at once), else one where at most one
+    answered; None where several answered and the metadata does not say (autoscaling)."""
+    n = server.get("num_replicas")
+    if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
+        return n
+    return 1 if seen <= 1 else None
+
+
+def serving_replicas(records: list[dict]) -> int:
+    """The most replicas that served side by side in any one of these load records: those it
+    simulated (the deployment's ``num_replicas``), else the replicas that answered it (0: none
+    said). A replica replaced in the middle of a run is one, not two."""
+    return max((r.get("simulated_replicas") or r.get("replicas_seen") or 0 for r in records), default=0)
 
 
 def bracket(levels: list[dict], p99_target_ms: float, capacity_per_s: float | None = None
@@ -760,7 +776,8 @@ def find_max(url: str, name: str, p99_target_ms: float, texts, n_requests: int =
         if cal.get("service_ms_curve") and not info.get("max_batch_tokens"):  # (a token budget: bisect only)
             curve = S.curve_from_ms(cal["service_ms_curve"])
             guess = S.max_rate(curve, p99_target_ms / 1e3, B, wait_s, [cal["overhead_ms_p50"] / 1e3], seed=seed,
-                               timer=timer, gap_s=cal["simulated_gap_ms"] / 1e3)
+                               timer=timer, gap_s=cal["simulated_gap_ms"] / 1e3,
+                               replicas=cal.get("simulated_replicas") or 1)
             rate = guess if guess > lo else rate
         if lo == 0.0:
             rate, hi = 0.5 * calib_rate, calib_rate

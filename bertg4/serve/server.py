@@ -9,8 +9,9 @@ HTTP proxy, and the application of :mod:`bertg4.serve.app`.
 mode (``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``): each replica also runs an HTTP server of its
 own (Serve's "direct ingress", on 127.0.0.1 unless ``host`` says otherwise), listed in
 ``srv.direct_urls``. A client of one replica can send to it and skip the proxy's hop; in
-front of several replicas, Serve's HAProxy ingress (``RAY_SERVE_ENABLE_HA_PROXY=1``) is
-what spreads requests over those servers.
+front of several replicas, ``haproxy=True`` starts it with Serve's HAProxy ingress as well
+(``RAY_SERVE_ENABLE_HA_PROXY=1``): HAProxy answers on ``port`` and spreads the requests over
+the replicas' own servers with ``balance leastconn``, the dispatch the load records simulate.
 """
 from __future__ import annotations
 
@@ -27,6 +28,20 @@ APP_NAME = "bertg4"
 #: load balancer in front to notice; a local server stops at once)
 DIRECT_INGRESS_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
 _DIRECT_RAY = False  # this process started the running local Ray instance in that mode
+
+#: Serve's HAProxy ingress: HAProxy (its binary comes with Ray) on the server's port, in front of
+#: the replicas' own servers, which it needs the throughput-optimized mode for
+HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", **DIRECT_INGRESS_ENV}
+_HAPROXY_RAY = False  # this process started the running local Ray instance with it
+#: HAProxy's stats page and metrics exporter, which the config Ray writes binds on every
+#: interface whatever the server's host (``bind *:`` in its template), at these ports unless
+#: these variables move them
+HAPROXY_OPEN_PORTS = {"RAY_SERVE_HAPROXY_STATS_PORT": 8404, "RAY_SERVE_HAPROXY_METRICS_PORT": 9101}
+
+
+def haproxy_open_ports() -> dict[str, int]:
+    """The ports of :data:`HAPROXY_OPEN_PORTS`, as this environment sets them."""
+    return {k: int(os.environ.get(k, v)) for k, v in HAPROXY_OPEN_PORTS.items()}
 
 #: a local Ray instance without Ray's metrics collection: with it on, the dashboard agent
 #: gathers and exports metrics every 10 s, and on a machine of few cores each round takes
@@ -59,6 +74,7 @@ class Server:
     started_ray: bool
     address: str | None = None
     direct_urls: list = field(default_factory=list)
+    haproxy: bool = False
     stopped: bool = field(default=False, repr=False)
 
     @property
@@ -83,7 +99,10 @@ class Server:
                 f"{batch}, batch wait {s['batch_wait_ms']:g} ms, on {where}\n"
                 f"listening on http://{self.host}:{self.port} (Open Inference Protocol: "
                 f"POST {self.infer_url}, GET {self.url}/v2/models/{self.name})"
-                + "".join(f"\nreplica's own HTTP server (direct ingress, no proxy hop): {u}" for u in self.direct_urls))
+                + "".join(f"\nreplica's own HTTP server (direct ingress, no proxy hop): {u}" for u in self.direct_urls)
+                + ("\nHAProxy ingress (balance leastconn) on the port above, in front of the replicas' own servers; "
+                   "its stats page and metrics exporter listen on every interface, at ports " +
+                   " and ".join(f"{v} ({k})" for k, v in haproxy_open_ports().items()) if self.haproxy else ""))
 
     def stop(self) -> None:
         """Shut Serve down, and the Ray instance when this process started it."""
@@ -91,13 +110,13 @@ class Server:
             return
         import ray
         from ray import serve
-        global _DIRECT_RAY
+        global _DIRECT_RAY, _HAPROXY_RAY
         try:
             serve.shutdown()
         finally:
             if self.started_ray:
                 ray.shutdown()
-                _DIRECT_RAY = False
+                _DIRECT_RAY = _HAPROXY_RAY = False
             self.stopped = True
 
 
@@ -107,7 +126,7 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
           max_ongoing_requests: int | None = None, max_queued_requests: int | None = None,
           resources: dict | None = None, max_replicas_per_node: int | None = None,
           proxy_location: str | None = None, direct_ingress: bool = False,
-          ray_metrics: bool = False) -> Server:
+          ray_metrics: bool = False, haproxy: bool = False) -> Server:
     """Run the application and return once its replicas answer.
 
     ``address``: join that Ray cluster (``"auto"``, ``"127.0.0.1:6379"``); otherwise a local
@@ -118,6 +137,8 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
     needs a Ray instance started here (or a cluster started with ``DIRECT_INGRESS_ENV``).
     ``ray_metrics``: keep Ray's metrics collection on in a local Ray instance started here
     (off by default, see ``METRICS_OFF_ENV``); a cluster joined with ``address`` keeps its own.
+    ``haproxy``: a local Ray instance started here with Serve's HAProxy ingress (see the
+    module's text; a cluster has it where its nodes were started with ``HAPROXY_ENV``).
     """
     import ray
     from ray import serve
@@ -127,8 +148,11 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
                               int(spec["max_batch_size"]), resources)
     if max_replicas_per_node:
         opts["max_replicas_per_node"] = int(max_replicas_per_node)
-    global _DIRECT_RAY
+    global _DIRECT_RAY, _HAPROXY_RAY
     started = False
+    if haproxy:
+        check_haproxy(direct_ingress, address, ray.is_initialized() and not _HAPROXY_RAY
+                      and os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") != "1")
     if direct_ingress and not address and ray.is_initialized() and not _DIRECT_RAY \
             and os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") != "1":
         raise ValueError("direct_ingress: Ray already runs in this process without Ray Serve's "
@@ -141,12 +165,13 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             # inherited by the Ray processes started now, and only by them (a drain time or a
             # metrics setting the user set stays theirs)
-            wanted = {**(DIRECT_INGRESS_ENV if direct_ingress else {}), **({} if ray_metrics else METRICS_OFF_ENV)}
-            env = {k: (v if k == "RAY_SERVE_THROUGHPUT_OPTIMIZED" else os.environ.get(k, v))
-                   for k, v in wanted.items()}
+            wanted = {**(DIRECT_INGRESS_ENV if direct_ingress else {}), **(HAPROXY_ENV if haproxy else {}),
+                      **({} if ray_metrics else METRICS_OFF_ENV)}
+            env = {k: (v if k in ("RAY_SERVE_THROUGHPUT_OPTIMIZED", "RAY_SERVE_ENABLE_HA_PROXY")
+                       else os.environ.get(k, v)) for k, v in wanted.items()}
             with scoped_environ(env):
                 _init_local(num_cpus)
-            _DIRECT_RAY = bool(direct_ingress)
+            _DIRECT_RAY, _HAPROXY_RAY = bool(direct_ingress), bool(haproxy)
         started = True
     try:
         if started and not address:  # a local instance has what it has: no autoscaler adds nodes
@@ -174,9 +199,24 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
         finally:
             if started:
                 ray.shutdown()
-                _DIRECT_RAY = False
+                _DIRECT_RAY = _HAPROXY_RAY = False
         raise
-    return Server(host, int(port), spec["name"], spec, opts, started, address, direct)
+    return Server(host, int(port), spec["name"], spec, opts, started, address, direct, bool(haproxy))
+
+
+def check_haproxy(direct_ingress: bool, address: str | None, ray_running_without: bool) -> None:
+    """Refuse an HAProxy ingress that could not be what was asked for."""
+    if direct_ingress:
+        raise ValueError("haproxy with direct_ingress (--haproxy, --direct-ingress): with HAProxy in front the "
+                         "port is HAProxy's and Serve lists no replica servers to send to directly; give one")
+    env = " ".join(f"{k}={v}" for k, v in HAPROXY_ENV.items())
+    if address:
+        raise ValueError(f"haproxy with address {address!r} (--haproxy, --address): the ingress is the cluster's "
+                         f"own setting; start every Ray node with {env} in its environment, and serve there "
+                         "without --haproxy")
+    if ray_running_without:
+        raise ValueError("haproxy: Ray already runs in this process without Serve's HAProxy ingress; it must be "
+                         f"switched on before Ray starts ({env}), e.g. by `bertg4 serve --haproxy`")
 
 
 def check_fits(opts: dict, resources: dict, num_cpus: int | None = None) -> None:

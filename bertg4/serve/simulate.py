@@ -51,6 +51,11 @@ Three refinements over the offline model (:func:`bertg4.cost.simulate` with a be
   server turns a request away when it holds ``limit`` requests, so that near capacity the
   simulated latencies are those of the requests let in, as the measured ones are, and the share
   turned away can be set beside the measured one.
+- **Several replicas** (``replicas``): each with its own batcher, bounds and gap, behind a
+  dispatcher that sends each arrival to the replica holding the fewest requests (HAProxy's
+  ``balance leastconn``, the config Ray Serve writes for its HAProxy ingress). The load records
+  simulate as many as the deployment runs (``num_replicas`` in the replicas' metadata); with one,
+  the simulation is the one-replica simulation exactly.
 """
 from __future__ import annotations
 
@@ -123,19 +128,28 @@ def _draw_tokens(tokens, n: int, seed: int) -> np.ndarray:
 
 def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0, n_requests: int = 20_000,
                     seed: int = 0, timer: str = "idle", tokens=None, service=None,
-                    gap_s: float = 0.0, spread=None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    gap_s: float = 0.0, spread=None, limit: int | None = None,
+                    replicas: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Per-request latency (arrival to end of its batch) and batch sizes under Poisson load;
-    after each batch the server stays busy ``gap_s`` more (the replica's work between batches).
+    after each batch a replica stays busy ``gap_s`` more (its work between batches).
     ``spread``: factors (:func:`service_spread`) each batch's service time is multiplied by,
     one drawn per batch (its own random stream); None: every batch of a size takes the same.
 
     ``timer="arrival"`` is :func:`bertg4.cost.simulate`'s rule; ``"idle"`` is
     ``@serve.batch`` beside a model that holds the event loop (see the module docstring).
 
-    ``limit``: the most requests the server holds at once, waiting or in a batch (Serve's
+    ``limit``: the most requests a replica holds at once, waiting or in a batch (Serve's
     ``max_ongoing_requests`` plus ``max_queued_requests``); a request arriving when it holds
     that many is turned away (a 503), and its latency is NaN. None: no bound, every request
     waits its turn however long the queue.
+
+    ``replicas``: that many replicas, each with its own batcher, behind one dispatcher that
+    sends each arrival to the replica holding the fewest requests (waiting or in a batch not
+    yet ended), the one after the last chosen among equals: HAProxy's ``balance leastconn``,
+    the ingress Ray Serve writes with ``RAY_SERVE_ENABLE_HA_PROXY=1``. For two replicas it is
+    also what Ray's own router does where it knows both queues (it compares two replicas
+    drawn at random). With a ``limit``, a request is turned away when the chosen replica is
+    full, which under this dispatch means every replica is.
 
     With ``tokens`` (token counts to draw each request's from) a batch holds requests while
     their tokens fit in ``max_batch`` (a token budget, as ``batch_size_fn`` counts them), and
@@ -150,7 +164,8 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
     if not (rate > 0 and math.isfinite(rate)):
         raise ValueError(f"rate must be positive requests per second, got {rate!r}")
     if limit is not None and not (isinstance(limit, (int, np.integer)) and limit >= 1):
-        raise ValueError(f"limit (requests the server holds at most) must be an integer >= 1 or None, got {limit!r}")
+        raise ValueError(f"limit (requests a replica holds at most) must be an integer >= 1 or None, got {limit!r}")
+    R = _check_replicas(replicas)
     g = _check_gap(gap_s)
     f = _check_spread(spread)
     a = cost._arrivals(int(n_requests), float(rate), seed).tolist()
@@ -167,30 +182,18 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
         c = _draw_tokens(pool, n, seed).tolist()
     lat = [math.nan] * n
     sizes = []
-    queue = deque()  # requests let in, not yet in a batch (indices, in arrival order)
-    held = []  # end times of the requests in batches that have not ended yet (a heap; with a limit only)
     bound = math.inf if limit is None else int(limit)
-    nxt, free = 0, 0.0
+    # per replica: the requests it let in that are not yet in a batch (indices, in arrival
+    # order), the end times of those in its batches not yet ended (a heap), when it is free
+    queues = [deque() for _ in range(R)]
+    helds = [[] for _ in range(R)]
+    free = [0.0] * R
+    track = limit is not None or R > 1  # what is held matters to the bound or to the dispatch
 
-    def admit(t, until_full=False):
-        """Every arrival up to ``t`` joins the queue, or is turned away when the server holds
-        ``limit``; ``until_full``: stop once the queue holds a full batch, so that no arrival
-        after the batch's start is counted against requests that batch may have answered."""
-        nonlocal nxt
-        while nxt < n and a[nxt] <= t:
-            if until_full and fit()[1] < math.inf:
-                return
-            if limit is not None:
-                while held and held[0] <= a[nxt]:
-                    heapq.heappop(held)
-            if len(held) + len(queue) < bound:
-                queue.append(nxt)
-            nxt += 1
-
-    def fit():
-        """How many queued requests, from the first, one batch takes, and when it became full
-        (the B-th request's arrival, the arrival that filled the token budget or the first that
-        did not fit it; inf while neither has arrived)."""
+    def fit(queue):
+        """How many of ``queue``'s requests, from the first, one batch takes, and when it became
+        full (the B-th request's arrival, the arrival that filled the token budget or the first
+        that did not fit it; inf while neither has arrived)."""
         if c is None:
             return (B, a[queue[B - 1]]) if len(queue) >= B else (len(queue), math.inf)
         total = k = 0
@@ -203,54 +206,78 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
                 return k, a[idx]
         return k, math.inf
 
-    while True:
-        if not queue:
-            if nxt >= n:
-                break
-            admit(a[nxt])  # the next arrival (turned away if the server is full)
-            continue
-        first = a[queue[0]]
-        if timer == "arrival":
-            admit(first + w, until_full=True)
-            _, full_at = fit()
-            start = max(free, min(first + w, full_at))
-        else:
-            t0 = max(first, free)
-            admit(t0 + w, until_full=True)
-            _, full_at = fit()
-            start = t0 + w
-            if max(full_at, t0) < start:
-                start = max(full_at, t0)
-        admit(start)
-        k, _ = fit()
-        members = [idx for idx in itertools.islice(queue, k) if a[idx] <= start]
-        took = s[len(members)] if c is None else float(service(sum(c[idx] for idx in members)))
-        if factor is not None:
-            took *= factor[len(sizes)]
-        done = start + took
-        for idx in members:
-            queue.popleft()
-            lat[idx] = done - a[idx]
-            if limit is not None:
-                heapq.heappush(held, done)
-        sizes.append(len(members))
-        free = done + g
+    def run_batches(r, horizon):
+        """Replica ``r`` computes every batch that starts before ``horizon``: all requests it
+        gets later arrive at or after ``horizon``, so those batches are settled."""
+        queue = queues[r]
+        while queue:
+            first = a[queue[0]]
+            k, full_at = fit(queue)
+            if timer == "arrival":
+                start = max(free[r], min(first + w, full_at))
+            else:  # the timer starts once the replica is free
+                t0 = max(first, free[r])
+                start = min(t0 + w, max(full_at, t0))
+            if start >= horizon:
+                return
+            members = [idx for idx in itertools.islice(queue, k) if a[idx] <= start]
+            took = s[len(members)] if c is None else float(service(sum(c[idx] for idx in members)))
+            if factor is not None:
+                took *= factor[len(sizes)]
+            done = start + took
+            for idx in members:
+                queue.popleft()
+                lat[idx] = done - a[idx]
+                if track:
+                    heapq.heappush(helds[r], done)
+            sizes.append(len(members))
+            free[r] = done + g
+
+    def held(r, t):
+        """Requests replica ``r`` holds at ``t``: waiting, or in a batch that has not ended."""
+        h = helds[r]
+        while h and h[0] <= t:
+            heapq.heappop(h)
+        return len(h) + len(queues[r])
+
+    last = R - 1
+    for i, t in enumerate(a):
+        for r in range(R):
+            run_batches(r, t)
+        if R == 1:
+            r = 0
+        else:  # the fewest held, the one after the last chosen among equals
+            order = [(last + 1 + j) % R for j in range(R)]
+            r = min(order, key=lambda q: held(q, t))
+            last = r
+        if limit is None or held(r, t) < bound:
+            queues[r].append(i)
+    for r in range(R):
+        run_batches(r, math.inf)
     return np.asarray(lat), np.asarray(sizes)
+
+
+def _check_replicas(replicas) -> int:
+    if not (isinstance(replicas, (int, np.integer)) and not isinstance(replicas, bool) and replicas >= 1):
+        raise ValueError(f"replicas must be an integer >= 1, got {replicas!r}")
+    return int(replicas)
 
 
 def simulate(curve, rate: float, max_batch: int, max_wait_s: float = 0.0, overhead_s=None,
              n_requests: int = 20_000, seed: int = 0, timer: str = "idle",
              warmup_fraction: float = 0.05, tokens=None, service=None, gap_s: float = 0.0,
-             spread=None, limit: int | None = None) -> dict:
+             spread=None, limit: int | None = None, replicas: int = 1) -> dict:
     """Latency percentiles a server would show at ``rate``: the batcher simulated, plus
     ``overhead_s`` (measured per-request samples of the path around it, or None).
     ``tokens``/``service``: a token budget of ``max_batch``; ``gap_s``: the replica's work
     after each batch; ``spread``: the measured batches' variability (see :func:`batch_latencies`).
-    ``limit``: the most requests the server holds (the rest turned away, ``rejected_fraction``;
+    ``limit``: the most requests a replica holds (the rest turned away, ``rejected_fraction``;
     the percentiles are those of the requests let in, as a load record's are of its ``ok``).
-    The capacity is the mean curve's: pass factors that average 1 (the load records scale them so)."""
+    ``replicas``: that many behind a least-connections dispatcher (see :func:`batch_latencies`).
+    The capacity is the mean curve's, times the replicas: pass factors that average 1 (the load
+    records scale them so)."""
     lat, sizes = batch_latencies(curve, rate, max_batch, max_wait_s, n_requests, seed, timer, tokens, service,
-                                 gap_s, spread, limit)
+                                 gap_s, spread, limit, replicas)
     kept = lat[int(warmup_fraction * len(lat)):]
     if overhead_s is not None and len(overhead_s):
         extra = np.asarray(overhead_s, dtype=float)
@@ -259,12 +286,13 @@ def simulate(curve, rate: float, max_batch: int, max_wait_s: float = 0.0, overhe
     rejected = float(turned_away.mean()) if len(kept) else 0.0
     kept = kept[~turned_away]
     p50, p90, p99 = np.percentile(kept, [50, 90, 99])
-    cap = capacity(curve, max_batch, gap_s) if tokens is None else \
-        token_capacity(service, max_batch, tokens, seed=seed, gap_s=gap_s)
+    cap = capacity(curve, max_batch, gap_s, replicas) if tokens is None else \
+        token_capacity(service, max_batch, tokens, seed=seed, gap_s=gap_s, replicas=replicas)
     return {"rate_per_s": float(rate), "latency_s_p50": float(p50), "latency_s_p90": float(p90),
             "latency_s_p99": float(p99), "latency_s_mean": float(kept.mean()),
             "mean_batch_size": float(np.mean(sizes)), "capacity_per_s": cap,
-            "stable": rate < cap, "timer": timer, "limit": limit, "rejected_fraction": rejected}
+            "stable": rate < cap, "timer": timer, "limit": limit, "replicas": int(replicas),
+            "rejected_fraction": rejected}
 
 
 def token_service(samples) -> tuple[float, float]:
@@ -282,11 +310,12 @@ def token_service(samples) -> tuple[float, float]:
     return max(float(intercept), 0.0) if slope > 0 else float(s.mean()), slope
 
 
-def token_capacity(service, budget: int, tokens, n: int = 20_000, seed: int = 0, gap_s: float = 0.0) -> float:
+def token_capacity(service, budget: int, tokens, n: int = 20_000, seed: int = 0, gap_s: float = 0.0,
+                   replicas: int = 1) -> float:
     """Requests/s under a backlog with a token budget: requests (token counts drawn from
     ``tokens``) packed into batches in arrival order, each batch closed at the first request
     that does not fit, as Serve's batcher closes it; ``n`` requests over the sum of the
-    batches' ``service(batch tokens)`` and ``gap_s`` after each."""
+    batches' ``service(batch tokens)`` and ``gap_s`` after each; times ``replicas``."""
     g = _check_gap(gap_s)
     c = _draw_tokens(tokens, n, seed)
     total, batch = 0.0, 0
@@ -296,12 +325,14 @@ def token_capacity(service, budget: int, tokens, n: int = 20_000, seed: int = 0,
             batch = 0
         batch += t
     total += float(service(batch)) + g
-    return int(n) / total
+    return _check_replicas(replicas) * int(n) / total
 
 
-def capacity(curve, max_batch: int, gap_s: float = 0.0) -> float:
-    """Requests/s when every batch is full: ``max_batch / (service(max_batch) + gap_s)``."""
-    return max_batch / (float(cost.service_times(curve, max_batch)[max_batch]) + _check_gap(gap_s))
+def capacity(curve, max_batch: int, gap_s: float = 0.0, replicas: int = 1) -> float:
+    """Requests/s when every batch is full: ``max_batch / (service(max_batch) + gap_s)``, times
+    ``replicas``."""
+    return _check_replicas(replicas) * max_batch / (float(cost.service_times(curve, max_batch)[max_batch])
+                                                   + _check_gap(gap_s))
 
 
 def _check_gap(gap_s) -> float:
@@ -312,13 +343,13 @@ def _check_gap(gap_s) -> float:
 
 def max_rate(curve, p99_target_s: float, max_batch: int, max_wait_s: float, overhead_s=None,
              n_requests: int = 20_000, seed: int = 0, timer: str = "idle", rtol: float = 0.01,
-             gap_s: float = 0.0) -> float:
+             gap_s: float = 0.0, replicas: int = 1) -> float:
     """Highest simulated rate whose p99 (with overhead) meets the target; 0 when none does."""
-    top = 0.98 * capacity(curve, max_batch, gap_s)
+    top = 0.98 * capacity(curve, max_batch, gap_s, replicas)
 
     def ok(r):
         return simulate(curve, r, max_batch, max_wait_s, overhead_s, n_requests, seed, timer,
-                        gap_s=gap_s)["latency_s_p99"] <= p99_target_s
+                        gap_s=gap_s, replicas=replicas)["latency_s_p99"] <= p99_target_s
     lo, hi = 0.0, top
     if ok(top):
         return top
