@@ -28,19 +28,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_serve_command_lifecycle():
-    """`serve` says where it listens, answers through the proxy and, with --direct-ingress, on
-    the replica's own HTTP server alike; with --max-batch-tokens, batches fill by tokens and a
-    request larger than the budget gets 413; SIGTERM stops Serve and its Ray instance."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bertg4.serve.command", "serve", "--port", str(port),
-                             "--num-cpus", "1", "--seq-length", "16", "--threads", "1", "--max-batch-size", "2",
-                             "--direct-ingress", "--max-batch-tokens", "20"],
+def serve_command(args, env=None, timeout_s=180):
+    """`bertg4 serve ARGS` in a process of its own, and the lines it printed until it said it
+    serves (or stopped, or ``timeout_s`` passed)."""
+    proc = subprocess.Popen([sys.executable, "-m", "bertg4.serve.command", "serve", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})})
     lines = []
+    deadline = time.time() + timeout_s
     try:
-        deadline = time.time() + 180
         while time.time() < deadline:
             line = proc.stdout.readline()
             if not line:
@@ -48,6 +44,21 @@ def test_serve_command_lifecycle():
             lines.append(line)
             if "Ctrl-C" in line:
                 break
+    except BaseException:
+        proc.kill()
+        proc.wait(30)
+        raise
+    return proc, lines
+
+
+def test_serve_command_lifecycle():
+    """`serve` says where it listens, answers through the proxy and, with --direct-ingress, on
+    the replica's own HTTP server alike; with --max-batch-tokens, batches fill by tokens and a
+    request larger than the budget gets 413; SIGTERM stops Serve and its Ray instance."""
+    port = free_port()
+    proc, lines = serve_command(["--port", str(port), "--num-cpus", "1", "--seq-length", "16", "--threads", "1",
+                                 "--max-batch-size", "2", "--direct-ingress", "--max-batch-tokens", "20"])
+    try:
         assert any(f"listening on http://127.0.0.1:{port}" in x for x in lines), "".join(lines[-20:])
         direct = [x.rsplit(": ", 1)[1].strip() for x in lines if x.startswith("replica's own HTTP server")]
         assert len(direct) == 1 and direct[0].startswith("http://127.0.0.1:"), "".join(lines[-20:])
@@ -111,23 +122,11 @@ def test_serve_command_with_haproxy_in_front_of_two_replicas():
     them; SIGTERM stops HAProxy with Serve and Ray."""
     port, stats, metrics = free_port(), free_port(), free_port()
     before = _haproxy_pids()
-    proc = subprocess.Popen([sys.executable, "-m", "bertg4.serve.command", "serve", "--port", str(port),
-                             "--num-cpus", "2", "--replicas", "2", "--replica-cpus", "1", "--threads", "1",
-                             "--seq-length", "16", "--max-batch-size", "2", "--haproxy"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
-                                 "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
-                                 "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics)})
-    lines = []
+    proc, lines = serve_command(["--port", str(port), "--num-cpus", "2", "--replicas", "2", "--replica-cpus", "1",
+                                 "--threads", "1", "--seq-length", "16", "--max-batch-size", "2", "--haproxy"],
+                                {"RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
+                                 "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics)}, timeout_s=240)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "Ctrl-C" in line:
-                break
         said = "".join(lines[-20:])
         assert any(f"listening on http://127.0.0.1:{port}" in x for x in lines), said
         assert any(x.startswith("HAProxy ingress") and f"{stats} (RAY_SERVE_HAPROXY_STATS_PORT)" in x
