@@ -225,6 +225,11 @@ def test_capacity_is_what_a_closed_loop_answers_after_its_warm_up(monkeypatch):
     assert cap["p50_ms_simulated"] is None and cap["p99_ms_simulated"] is None  # not Poisson: not simulated
     assert "closed loop of 3" in L.measure_capacity("http://127.0.0.1:1", "bert", ["x"], concurrency=3)["capacity_source"]
     assert seen["concurrency"] == 3
+    # two replicas: twice the batch for each, so that each still has a full batch waiting
+    monkeypatch.setattr(L, "server_info", lambda url, name: {"max_batch_size": 4, "batch_wait_ms": 5.0,
+                                                             "inputs": ["text"], "num_replicas": 2})
+    L.measure_capacity("http://127.0.0.1:1", "bert", ["x"], n_requests=400, duration_s=5.0, warmup_s=1.0)
+    assert seen["concurrency"] == 16
     monkeypatch.setattr(L, "closed", lambda *a, **k: _closed_run(sent, "rejected"))
     with pytest.raises(RuntimeError, match="351 of 351 requests not answered.*rejected 351"):
         L.measure_capacity("http://127.0.0.1:1", "bert", ["x"])
@@ -449,11 +454,18 @@ def test_answers_of_several_replicas_are_simulated_as_the_replicas_the_server_ru
     one = L.load_record({**run, "results": [{**r, "replica": "a"} for r in res]}, server, n_sim=500)
     assert one["replicas_seen"] == 1 and one["p50_ms_simulated"] > 0 and "simulated_note" not in one
     assert one["simulated_replicas"] == 1
-    two = L.load_record(run, {**server, "num_replicas": 2}, n_sim=500)
+    haproxy = {"ingress": "haproxy", "haproxy_balance": "leastconn"}  # the dispatch simulated
+    two = L.load_record(run, {**server, "num_replicas": 2, **haproxy}, n_sim=500)
     assert two["simulated_replicas"] == 2 and two["num_replicas"] == 2 and "simulated_note" not in two
-    assert two["capacity_per_s"] == pytest.approx(2 * one["capacity_per_s"])
+    assert two["capacity_per_s"] == pytest.approx(2 * one["capacity_per_s"]) and two["ingress"] == "haproxy"
+    # behind Serve's own proxy, or HAProxy balancing otherwise, the record says what differs
+    proxied = L.load_record(run, {**server, "num_replicas": 2, "ingress": "proxy"}, n_sim=500)
+    assert proxied["p99_ms_simulated"] == two["p99_ms_simulated"] and "ingress is proxy" in proxied["simulated_note"]
+    rr = L.load_record(run, {**server, "num_replicas": 2, **haproxy, "haproxy_balance": "roundrobin"}, n_sim=500)
+    assert "ingress is haproxy (balance roundrobin)" in rr["simulated_note"]
     replaced = L.load_record(run, {**server, "num_replicas": 1}, n_sim=500)
     assert replaced["replicas_seen"] == 2 and replaced["simulated_replicas"] == 1
+    assert "2 replicas answered, the deployment runs 1" in replaced["simulated_note"]
     assert replaced["p99_ms_simulated"] == one["p99_ms_simulated"]
     assert L.serving_replicas([one, replaced]) == 1 and L.serving_replicas([one, two]) == 2
     assert L.serving_replicas([rec]) == 2 and L.serving_replicas([]) == 0  # (not simulated: those seen)
@@ -840,6 +852,7 @@ def test_routes(server):
     # the bounded queues it runs under (4 x the max batch each by default): the simulator's limit
     assert (meta["parameters"]["max_ongoing_requests"], meta["parameters"]["max_queued_requests"]) == (16, 16)
     assert meta["parameters"]["num_replicas"] == 1  # the replicas a load record simulates
+    assert meta["parameters"]["ingress"] == "proxy"  # Serve's own proxy: no HAProxy, no direct ingress
     # the replica froze its warmed-up heap, and says what its collector has done since
     gc = meta["parameters"]["gc"]
     assert meta["parameters"]["freeze_gc"] is True and gc["frozen_objects"] > 10_000
@@ -863,6 +876,11 @@ def test_haproxy_is_refused_where_it_cannot_be_what_was_asked(server, monkeypatc
     with pytest.raises(ValueError, match="start every Ray node with RAY_SERVE_ENABLE_HA_PROXY=1"):
         check_haproxy(False, "127.0.0.1:6379", False)
     check_haproxy(False, None, False)  # a local instance started here with it: fine
+    # an instance this process started with HAProxy in front has no replica servers for direct ingress
+    from bertg4.serve import server as srv
+    monkeypatch.setattr(srv, "_HAPROXY_RAY", True)
+    with pytest.raises(ValueError, match="with HAProxy in front the port is HAProxy's"):
+        start({"model": "embedded", "seq_length": SEQ}, port=free_port(), direct_ingress=True)
 
 
 def test_direct_ingress_needs_the_mode_before_ray_starts(server, monkeypatch):

@@ -134,7 +134,7 @@ def test_serve_command_with_haproxy_in_front_of_two_replicas():
         assert _haproxy_pids() - before, "no HAProxy process runs"
         url = f"http://127.0.0.1:{port}"
         info = L.server_info(url, "bert")
-        assert info["num_replicas"] == 2
+        assert info["num_replicas"] == 2 and (info["ingress"], info["haproxy_balance"]) == ("haproxy", "leastconn")
         run = L.load(f"{url}/v2/models/bert/infer", [L.infer_body([t]) for t in ("a fine film", "a dull film")],
                      20.0, n_requests=40, duration_s=8)
         ok = [r for r in run["results"] if r["outcome"] == "ok"]

@@ -61,6 +61,19 @@ DEFAULTS = {"name": "bert", "model": "embedded", "task": "SST", "engine": "pt", 
             "max_body_bytes": Limits.max_body_bytes}
 
 
+def ingress() -> dict:
+    """What stands in front of this replica, from the environment its Ray instance was started
+    with: ``"haproxy"`` (Serve's HAProxy ingress, with its ``haproxy_balance`` algorithm),
+    ``"proxy, direct ingress"`` (Serve's proxy, and the replica's own HTTP server beside it) or
+    ``"proxy"``. The load records simulate several replicas as HAProxy dispatches to them."""
+    if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+        return {"ingress": "haproxy",
+                "haproxy_balance": os.environ.get("RAY_SERVE_HAPROXY_BALANCE_ALGORITHM", "leastconn")}
+    if os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1":
+        return {"ingress": "proxy, direct ingress"}
+    return {"ingress": "proxy"}
+
+
 def _queue_bounds(config) -> dict:
     """``max_ongoing_requests`` and ``max_queued_requests`` of a replica's deployment config
     (None each where it does not say): past both, Serve answers 503. Beside them
@@ -290,7 +303,7 @@ def build_deployment():
                 "float32_matmul": _matmul_label(self.predictor),
                 "max_batch_size": int(spec["max_batch_size"]), "batch_wait_ms": float(spec["batch_wait_ms"]),
                 "max_batch_tokens": self.max_batch_tokens, "freeze_gc": bool(spec["freeze_gc"]),
-                **self.bounds,
+                **self.bounds, **ingress(),
                 "max_texts": self.limits.max_texts, "max_chars": self.limits.max_chars,
                 "max_body_bytes": self.limits.max_body_bytes,
                 "spec": {k: spec[k] for k in ("model", "task", "engine", "recipe", "dtype", "device", "seq_length",

@@ -120,7 +120,8 @@ def add_parser(sub):
                    help="rates as fractions of the server's capacity (what it answers per second in a closed "
                    "loop that keeps a full batch waiting, measured first in a short run), e.g. 0.2,0.5,0.8")
     t.add_argument("--capacity-concurrency", type=_positive_int,
-                   help="clients of that closed loop (default twice the server's max batch)")
+                   help="clients of that closed loop (default twice the server's max batch, times the replicas "
+                   "its metadata says it runs)")
     t.add_argument("--requests", type=_positive_int, default=300, help="timed requests per rate at most, sent after its warm-up (default 300)")
     t.add_argument("--duration", type=_positive_float, default=30.0, help="seconds per rate at most (default 30)")
     t.add_argument("--timeout", type=_positive_float, default=10.0,

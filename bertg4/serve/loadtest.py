@@ -436,7 +436,8 @@ def _load_record(run: dict, server: dict, warmup_s: float, timer: str, seed: int
     rec["ci_block_s"] = CI_BLOCK_S
     for k in ("task", "model", "engine", "recipe", "dtype", "device", "device_name", "seq_length",
               "padding", "max_batch_size", "batch_wait_ms", "max_batch_tokens", "allocator",
-              "float32_matmul", "max_ongoing_requests", "max_queued_requests", "num_replicas"):  # the replica's
+              "float32_matmul", "max_ongoing_requests", "max_queued_requests", "num_replicas", "ingress",
+              "haproxy_balance"):  # the replica's
         rec[k] = server.get(k)
     rec.update(gc_fields(run, server))
     errors = sorted({r.get("error", "")[:120] for r in res if r["outcome"] != "ok"})
@@ -450,6 +451,9 @@ def _load_record(run: dict, server: dict, warmup_s: float, timer: str, seed: int
         return {**rec, "p50_ms_simulated": None, "p99_ms_simulated": None}
     replicas = simulated_replicas(server, rec["replicas_seen"])
     rec["simulated_replicas"] = replicas
+    note = replicas_note(server, replicas, rec["replicas_seen"])
+    if note:
+        rec["simulated_note"] = note
     B, wait_s = int(server["max_batch_size"]), float(server["batch_wait_ms"]) / 1e3
     batches = [(int(r["batch-size"]), float(r["service-ms"]) / 1e3) for r in with_headers]
     curve = S.curve_from_batches(batches, B)
@@ -656,8 +660,8 @@ def measure_capacity(url: str, name: str, texts, n_requests: int = 600, duration
                      timeout_s: float = 10.0, seed: int = 100, warmup_s: float = 1.0, concurrency: int | None = None,
                      log=None, keep_requests: bool = False) -> dict:
     """The server's capacity: the requests per second it answers in a closed loop
-    (:func:`run_closed`) of ``concurrency`` clients (default: twice its max batch), so that a
-    full batch is always waiting when one ends -- every request of one text, at most
+    (:func:`run_closed`) of ``concurrency`` clients (default: twice its max batch, times the
+    replicas its metadata says it runs), so that a full batch is always waiting when one ends -- every request of one text, at most
     ``n_requests`` over at most ``duration_s``. The answers to requests sent after ``warmup_s``
     over the time they were sent in are ``capacity_per_s``: everything the replica's CPU does
     is in it (answering, reading and forming batches, the HTTP stack), and on a small machine
@@ -670,7 +674,7 @@ def measure_capacity(url: str, name: str, texts, n_requests: int = 600, duration
     error: the capacity would not be the server's."""
     info = server_info(url, name)
     B = int(info.get("max_batch_size") or 1)
-    c = int(concurrency or 2 * B)
+    c = int(concurrency or 2 * B * (info.get("num_replicas") or 1))
     if not 0 <= warmup_s < duration_s:
         raise ValueError(f"warm-up of {warmup_s} s must be >= 0 and shorter than the run's {duration_s} s")
     run = closed(f"{url}/v2/models/{name}/infer", bodies_for(info, texts), c, n_requests=n_requests,
@@ -691,7 +695,7 @@ def measure_capacity(url: str, name: str, texts, n_requests: int = 600, duration
     rec.setdefault("capacity_service_per_s", None)  # (a server whose answers say nothing of their batches)
     rec.update(kind=CAPACITY, rate_per_s=cap, capacity_per_s=cap, concurrency=c,
                capacity_source=f"answered per second in a closed loop of {c} clients (twice the max batch "
-               f"of {B} by default), after a {warmup_s:g} s warm-up")
+               f"of {B} times the replicas by default), after a {warmup_s:g} s warm-up")
     if log:
         log(format_line(rec))
     return rec
@@ -713,6 +717,23 @@ def simulated_replicas(server: dict, seen: int) -> int | None:
     if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
         return n
     return 1 if seen <= 1 else None
+
+
+def replicas_note(server: dict, replicas: int | None, seen: int) -> str | None:
+    """What a record's simulation of ``replicas`` does not match in this server, or None."""
+    notes = []
+    if replicas and replicas > 1:
+        ing, balance = server.get("ingress"), server.get("haproxy_balance")
+        if ing != "haproxy" or balance != "leastconn":
+            notes.append(f"simulated as {replicas} replicas behind HAProxy's leastconn, each with its own queue "
+                         f"bound; this server's ingress is {ing or 'not reported'}"
+                         + (f" (balance {balance})" if ing == "haproxy" else
+                            "" if ing is None else " (Serve's proxy compares two replicas' queues and holds one "
+                            "queue for them all)"))
+    if replicas and seen > replicas:
+        notes.append(f"{seen} replicas answered, the deployment runs {replicas} (num_replicas): a replica replaced, "
+                     "or the deployment rescaled after the replica that gave the metadata started")
+    return "; ".join(notes) or None
 
 
 def serving_replicas(records: list[dict]) -> int:
@@ -773,11 +794,12 @@ def find_max(url: str, name: str, p99_target_ms: float, texts, n_requests: int =
         cal = records[0]
         lo, hi = (cal["rate_per_s"] if meets(cal) else 0.0), None
         rate = 2 * calib_rate
-        if cal.get("service_ms_curve") and not info.get("max_batch_tokens"):  # (a token budget: bisect only)
+        # (a token budget, or replicas the record could not simulate: bisect only)
+        if cal.get("service_ms_curve") and not info.get("max_batch_tokens") and cal.get("simulated_replicas"):
             curve = S.curve_from_ms(cal["service_ms_curve"])
             guess = S.max_rate(curve, p99_target_ms / 1e3, B, wait_s, [cal["overhead_ms_p50"] / 1e3], seed=seed,
                                timer=timer, gap_s=cal["simulated_gap_ms"] / 1e3,
-                               replicas=cal.get("simulated_replicas") or 1)
+                               replicas=cal["simulated_replicas"])
             rate = guess if guess > lo else rate
         if lo == 0.0:
             rate, hi = 0.5 * calib_rate, calib_rate

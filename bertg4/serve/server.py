@@ -43,6 +43,11 @@ def haproxy_open_ports() -> dict[str, int]:
     """The ports of :data:`HAPROXY_OPEN_PORTS`, as this environment sets them."""
     return {k: int(os.environ.get(k, v)) for k, v in HAPROXY_OPEN_PORTS.items()}
 
+
+def haproxy_balance() -> str:
+    """HAProxy's balance algorithm in the config Ray writes, as this environment sets it."""
+    return os.environ.get("RAY_SERVE_HAPROXY_BALANCE_ALGORITHM", "leastconn")
+
 #: a local Ray instance without Ray's metrics collection: with it on, the dashboard agent
 #: gathers and exports metrics every 10 s, and on a machine of few cores each round takes
 #: a core from the replicas for tens of ms, stalling one batch in every 10 s (seen as the
@@ -100,9 +105,11 @@ class Server:
                 f"listening on http://{self.host}:{self.port} (Open Inference Protocol: "
                 f"POST {self.infer_url}, GET {self.url}/v2/models/{self.name})"
                 + "".join(f"\nreplica's own HTTP server (direct ingress, no proxy hop): {u}" for u in self.direct_urls)
-                + ("\nHAProxy ingress (balance leastconn) on the port above, in front of the replicas' own servers; "
-                   "its stats page and metrics exporter listen on every interface, at ports " +
-                   " and ".join(f"{v} ({k})" for k, v in haproxy_open_ports().items()) if self.haproxy else ""))
+                + (f"\nHAProxy ingress (balance {haproxy_balance()}) on the port above, in front of the replicas' own "
+                   "servers; its stats page and metrics exporter listen on every interface, at ports " +
+                   " and ".join(f"{v} ({k})" for k, v in haproxy_open_ports().items())
+                   + ("" if haproxy_balance() == "leastconn" else
+                      "; the load records' simulator models leastconn, not this") if self.haproxy else ""))
 
     def stop(self) -> None:
         """Shut Serve down, and the Ray instance when this process started it."""
@@ -153,6 +160,8 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
     if haproxy:
         check_haproxy(direct_ingress, address, ray.is_initialized() and not _HAPROXY_RAY
                       and os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") != "1")
+    elif direct_ingress and not address and ray.is_initialized() and _HAPROXY_RAY:
+        check_haproxy(True, None, False)  # the running instance has HAProxy in front: no direct ingress
     if direct_ingress and not address and ray.is_initialized() and not _DIRECT_RAY \
             and os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") != "1":
         raise ValueError("direct_ingress: Ray already runs in this process without Ray Serve's "
@@ -201,7 +210,8 @@ def start(spec: dict | None = None, host: str = "127.0.0.1", port: int = 8000, a
                 ray.shutdown()
                 _DIRECT_RAY = _HAPROXY_RAY = False
         raise
-    return Server(host, int(port), spec["name"], spec, opts, started, address, direct, bool(haproxy))
+    return Server(host, int(port), spec["name"], spec, opts, started, address, direct,
+                  bool(haproxy or (not address and _HAPROXY_RAY)))
 
 
 def check_haproxy(direct_ingress: bool, address: str | None, ray_running_without: bool) -> None:

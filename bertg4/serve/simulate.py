@@ -1,6 +1,6 @@
 """The dynamic-batching simulator of :mod:`bertg4.cost`, fed with what a server measured.
 
-Three refinements over the offline model (:func:`bertg4.cost.simulate` with a bench curve):
+Refinements over the offline model (:func:`bertg4.cost.simulate` with a bench curve):
 
 - **Service times measured inside the replica**, in the same run: every answer says how
   long its batch computed and how many requests it held (``x-bertg4-service-ms``,
@@ -54,8 +54,9 @@ Three refinements over the offline model (:func:`bertg4.cost.simulate` with a be
 - **Several replicas** (``replicas``): each with its own batcher, bounds and gap, behind a
   dispatcher that sends each arrival to the replica holding the fewest requests (HAProxy's
   ``balance leastconn``, the config Ray Serve writes for its HAProxy ingress). The load records
-  simulate as many as the deployment runs (``num_replicas`` in the replicas' metadata); with one,
-  the simulation is the one-replica simulation exactly.
+  simulate as many as the deployment runs (``num_replicas`` in the replicas' metadata), and say
+  where the server's ingress is not HAProxy's (``simulated_note``); with one replica, the
+  simulation is the one-replica simulation exactly.
 """
 from __future__ import annotations
 
@@ -143,13 +144,14 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
     that many is turned away (a 503), and its latency is NaN. None: no bound, every request
     waits its turn however long the queue.
 
-    ``replicas``: that many replicas, each with its own batcher, behind one dispatcher that
-    sends each arrival to the replica holding the fewest requests (waiting or in a batch not
-    yet ended), the one after the last chosen among equals: HAProxy's ``balance leastconn``,
-    the ingress Ray Serve writes with ``RAY_SERVE_ENABLE_HA_PROXY=1``. For two replicas it is
-    also what Ray's own router does where it knows both queues (it compares two replicas
-    drawn at random). With a ``limit``, a request is turned away when the chosen replica is
-    full, which under this dispatch means every replica is.
+    ``replicas``: that many replicas, each with its own batcher and its own ``limit``, behind
+    one dispatcher that sends each arrival to the replica holding the fewest requests (waiting
+    or in a batch not yet ended), among equals the one after the last chosen: HAProxy's
+    ``balance leastconn`` (which rotates among equals in its own order), the ingress Ray Serve
+    writes with ``RAY_SERVE_ENABLE_HA_PROXY=1``. With a ``limit``, a request is turned away
+    when the chosen replica is full, which under this dispatch means every replica is. Serve's
+    own proxy routes otherwise: it compares the queues of two replicas drawn at random, and
+    past ``max_ongoing_requests`` holds one queue of ``max_queued_requests`` for them all.
 
     With ``tokens`` (token counts to draw each request's from) a batch holds requests while
     their tokens fit in ``max_batch`` (a token budget, as ``batch_size_fn`` counts them), and
@@ -163,7 +165,8 @@ def batch_latencies(curve, rate: float, max_batch: int, max_wait_s: float = 0.0,
         raise ValueError(f"timer must be one of {TIMERS}, got {timer!r}")
     if not (rate > 0 and math.isfinite(rate)):
         raise ValueError(f"rate must be positive requests per second, got {rate!r}")
-    if limit is not None and not (isinstance(limit, (int, np.integer)) and limit >= 1):
+    if limit is not None and not (isinstance(limit, (int, np.integer)) and not isinstance(limit, bool)
+                                  and limit >= 1):
         raise ValueError(f"limit (requests a replica holds at most) must be an integer >= 1 or None, got {limit!r}")
     R = _check_replicas(replicas)
     g = _check_gap(gap_s)
