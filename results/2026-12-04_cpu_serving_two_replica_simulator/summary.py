@@ -43,4 +43,4 @@ def main(runs):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["live1", "live2", "live3"])
+    main(sys.argv[1:] or ["live1", "live2", "live3", "live4", "live5", "live6"])
