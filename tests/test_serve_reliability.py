@@ -45,10 +45,26 @@ def serve_command(args, env=None, timeout_s=180):
             if "Ctrl-C" in line:
                 break
     except BaseException:
-        proc.kill()
-        proc.wait(30)
+        kill_if_running(proc)
         raise
     return proc, lines
+
+
+def stop_serve(proc, lines) -> str:
+    """SIGTERM to a `serve_command` process: it stops Serve and its Ray instance and exits 0;
+    what it printed after its start lines."""
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=90)
+    lines.append(out)
+    assert proc.returncode == 0, "".join(lines[-20:])
+    assert "stopped: Serve shut down and the local Ray instance with it" in out
+    return out
+
+
+def kill_if_running(proc) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(30)
 
 
 def test_serve_command_lifecycle():
@@ -89,18 +105,12 @@ def test_serve_command_lifecycle():
         assert rec["float32_matmul"] == "default"  # the replica's baseline predictor: PyTorch's default library
         assert rec["service_ms_per_token"] >= 0 and rec["request_tokens_mean"] > 3
         assert rec["p99_ms_simulated"] > 0 or not rec["simulated_stable"]
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=90)
-        lines.append(out)
-        assert proc.returncode == 0, "".join(lines[-20:])
-        assert "stopped: Serve shut down and the local Ray instance with it" in out
+        stop_serve(proc, lines)
         for url in (f"http://127.0.0.1:{port}", direct[0]):
             with pytest.raises(OSError):
                 urllib.request.urlopen(f"{url}/v2/health/live", timeout=5)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
+        kill_if_running(proc)
 
 
 def _haproxy_pids() -> set[int]:
@@ -142,11 +152,7 @@ def test_serve_command_with_haproxy_in_front_of_two_replicas():
         rec = L.load_record(run, info)
         assert rec["replicas_seen"] == 2 and rec["simulated_replicas"] == 2 and "simulated_note" not in rec
         assert rec["p99_ms_simulated"] > 0 and rec["capacity_per_s"] > 0
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=90)
-        lines.append(out)
-        assert proc.returncode == 0, "".join(lines[-20:])
-        assert "stopped: Serve shut down and the local Ray instance with it" in out
+        stop_serve(proc, lines)
         deadline = time.time() + 20
         while _haproxy_pids() - before and time.time() < deadline:
             time.sleep(0.5)
@@ -154,9 +160,7 @@ def test_serve_command_with_haproxy_in_front_of_two_replicas():
         with pytest.raises(OSError):
             urllib.request.urlopen(f"{url}/v2/health/live", timeout=5)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
+        kill_if_running(proc)
 
 
 B = 4
