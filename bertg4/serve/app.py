@@ -61,14 +61,18 @@ DEFAULTS = {"name": "bert", "model": "embedded", "task": "SST", "engine": "pt", 
             "max_body_bytes": Limits.max_body_bytes}
 
 
+def haproxy_balance() -> str:
+    """HAProxy's balance algorithm in the config Ray writes, as this environment sets it."""
+    return os.environ.get("RAY_SERVE_HAPROXY_BALANCE_ALGORITHM", "leastconn")
+
+
 def ingress() -> dict:
     """What stands in front of this replica, from the environment its Ray instance was started
     with: ``"haproxy"`` (Serve's HAProxy ingress, with its ``haproxy_balance`` algorithm),
     ``"proxy, direct ingress"`` (Serve's proxy, and the replica's own HTTP server beside it) or
     ``"proxy"``. The load records simulate several replicas as HAProxy dispatches to them."""
     if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
-        return {"ingress": "haproxy",
-                "haproxy_balance": os.environ.get("RAY_SERVE_HAPROXY_BALANCE_ALGORITHM", "leastconn")}
+        return {"ingress": "haproxy", "haproxy_balance": haproxy_balance()}
     if os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1":
         return {"ingress": "proxy, direct ingress"}
     return {"ingress": "proxy"}

@@ -193,16 +193,12 @@ def write_config(args, path: str) -> str:
     with open(path, "w", encoding="utf-8") as f:
         f.write("# Ray Serve config for bertg4 (written by `bertg4 serve --write-config`).\n"
                 f"# Run: serve run {path}   (or serve deploy; KubeRay: serveConfigV2)\n")
-        if args.direct_ingress:
-            from .server import DIRECT_INGRESS_ENV
-            f.write("# Direct ingress: start every Ray node with " +
-                    " ".join(f"{k}={v}" for k, v in DIRECT_INGRESS_ENV.items()) +
-                    " in its environment\n# (a Serve config cannot switch it on).\n")
-        if args.haproxy:
-            from .server import HAPROXY_ENV
-            f.write("# HAProxy ingress: start every Ray node with " +
-                    " ".join(f"{k}={v}" for k, v in HAPROXY_ENV.items()) +
-                    " in its environment\n# (a Serve config cannot switch it on).\n")
+        from .server import DIRECT_INGRESS_ENV, HAPROXY_ENV
+        for asked, what, env in ((args.direct_ingress, "Direct ingress", DIRECT_INGRESS_ENV),
+                                 (args.haproxy, "HAProxy ingress", HAPROXY_ENV)):
+            if asked:
+                f.write(f"# {what}: start every Ray node with " + " ".join(f"{k}={v}" for k, v in env.items()) +
+                        " in its environment\n# (a Serve config cannot switch it on).\n")
         yaml.safe_dump(serve_config(args), f, sort_keys=False)
     return path
 

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..system import scoped_environ
-from .app import DEFAULTS, build_app, deployment_options
+from .app import DEFAULTS, build_app, deployment_options, haproxy_balance
 
 APP_NAME = "bertg4"
 
@@ -42,11 +42,6 @@ HAPROXY_OPEN_PORTS = {"RAY_SERVE_HAPROXY_STATS_PORT": 8404, "RAY_SERVE_HAPROXY_M
 def haproxy_open_ports() -> dict[str, int]:
     """The ports of :data:`HAPROXY_OPEN_PORTS`, as this environment sets them."""
     return {k: int(os.environ.get(k, v)) for k, v in HAPROXY_OPEN_PORTS.items()}
-
-
-def haproxy_balance() -> str:
-    """HAProxy's balance algorithm in the config Ray writes, as this environment sets it."""
-    return os.environ.get("RAY_SERVE_HAPROXY_BALANCE_ALGORITHM", "leastconn")
 
 #: a local Ray instance without Ray's metrics collection: with it on, the dashboard agent
 #: gathers and exports metrics every 10 s, and on a machine of few cores each round takes
